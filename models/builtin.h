@@ -1,0 +1,25 @@
+#ifndef SLUICE_MODELS_BUILTIN_H_
+#define SLUICE_MODELS_BUILTIN_H_
+
+#include <string>
+
+#include "absl/status/status.h"
+#include "models/registry.h"
+
+namespace sluice {
+
+// BuiltinModelOptions configures the models the stock server ships.
+struct BuiltinModelOptions {
+  // Training text for charlm; empty uses the corpus compiled into the binary.
+  std::string charlm_corpus_path;
+  // n-gram order of charlm (1..12).
+  int charlm_order = 5;
+};
+
+// RegisterBuiltinModels registers "echo", "synthetic" and "charlm".
+// Fails if the corpus file cannot be read or a name is already taken.
+absl::Status RegisterBuiltinModels(const BuiltinModelOptions& options, ModelRegistry* registry);
+
+}  // namespace sluice
+
+#endif  // SLUICE_MODELS_BUILTIN_H_

@@ -1,0 +1,318 @@
+#ifndef SLUICE_HANDLERS_CALL_H_
+#define SLUICE_HANDLERS_CALL_H_
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <list>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "handlers/sinks.h"
+#include "handlers/stats.h"
+#include "handlers/timer_queue.h"
+#include "models/cancellation.h"
+#include "models/model.h"
+#include "models/sync.h"
+
+namespace sluice {
+
+class Executor;
+
+// CallOptions: what a call needs to know about itself, fixed at admission.
+struct CallOptions {
+  // The model's registered name (for messages and stats).
+  std::string model;
+  // The caller's request_id, echoed on the final message.
+  std::string request_id;
+  // Bytes of input, for the usage report.
+  uint64_t input_bytes = 0;
+  // When the call's deadline expires; generation stops then.
+  absl::Time deadline = absl::InfiniteFuture();
+  // Streams: encoded chunks a call may hold, counting the one being written.
+  // When full, the generator is not asked for more until the client drains it.
+  size_t stream_buffer_chunks = 8;
+  // Streams: how long a write may stay outstanding while the buffer is full
+  // (or the stream is ending) before the client counts as stalled and the
+  // stream is cancelled.
+  absl::Duration write_stall_timeout = absl::Seconds(10);
+  // Unary: the largest output a Predict response may carry.
+  size_t max_unary_output_bytes = 4 << 20;
+};
+
+// CallSummary: how a call ended. Reported exactly once, when its RPC is done
+// and its generator has been released (or was never created).
+struct CallSummary {
+  std::string model;
+  std::string request_id;
+  Method method = Method::kPredictStream;
+  EndCause cause = EndCause::kCompleted;
+  EndStage stage = EndStage::kQueued;
+  absl::Status status;             // what the RPC was finished with
+  uint64_t chunks = 0;             // chunks the model produced
+  uint64_t chunks_after_cancel = 0;
+  uint64_t output_bytes = 0;
+  absl::Duration queue_time;       // admission until the model started (or the call ended)
+  absl::Duration run_time;         // model start until the generator was released
+  absl::Time cancelled_at = absl::InfinitePast();  // when the server learned of a cancel
+};
+
+// Call drives one model generator for one RPC: it decides when the generator
+// runs, delivers its chunks to the RPC, and stops it the moment the RPC is no
+// longer wanted.
+//
+// Lifecycle (Phase, guarded by mu_):
+//
+//   kPending ──turn──▶ kRunning ◀──turn── kRunnable ◀─┬─ kBlocked  (buffer full; a write drains it)
+//      │                 │  ├──────────────────────────┴─ kSleeping (Step::WaitUntil; a timer wakes it)
+//      │                 │  └─ yield ──▶ kRunnable
+//      └──cancel──┐      └─ done / error / cancel
+//                 ▼              ▼
+//                kEnded ◀────────┘
+//
+// Only the worker running a turn (phase kRunning) touches the generator. A
+// cancel that arrives while a call is parked (kPending, kRunnable, kBlocked,
+// kSleeping) ends it at once, on the cancelling thread: the generator is
+// released there and then. A cancel during a turn is seen by the worker as
+// soon as the step in flight returns; no further step is started. In every
+// case the RPC is finished as soon as no write is outstanding, without waiting
+// for the step in flight.
+//
+// Ownership: shared by the reactor (until its OnDone), the executor (while
+// queued or runnable) and timers (weakly).
+class Call : public std::enable_shared_from_this<Call> {
+ public:
+  using EndedCallback = std::function<void(const CallSummary&)>;
+
+  virtual ~Call();
+  Call(const Call&) = delete;
+  Call& operator=(const Call&) = delete;
+
+  // RunTurn: runs the generator for up to one time slice. Executor workers
+  // only; the call reschedules itself (or parks) before returning.
+  void RunTurn();
+
+  // Cancel: nobody wants this call any more because of `cause` (client
+  // cancel, deadline, disconnect, stall or shutdown). Idempotent; the first
+  // cause wins. Safe from any thread that does not hold mu_.
+  void Cancel(EndCause cause);
+
+  // OnRpcDone: the RPC is over (the reactor's OnDone). Triggers the report.
+  void OnRpcDone();
+
+  // set_peer_cause: refines how a peer-initiated cancel is classified
+  // (client cancel or disconnect), before the report. Service layer only.
+  void set_peer_cause(EndCause cause);
+
+  // cause_is_peer: whether the call ended by a peer-initiated cancel.
+  bool ended_by_peer() const;
+
+  const CallOptions& options() const { return options_; }
+  Method method() const { return method_; }
+  CancellationToken token() const { return cancel_.token(); }
+
+ protected:
+  enum class Phase { kPending, kRunnable, kRunning, kBlocked, kSleeping, kEnded };
+
+  // Work decided under mu_ and carried out after releasing it, so that user
+  // code (generator destructors), gRPC cancellation, executor calls and the
+  // report never run under the call's lock.
+  struct AfterUnlock {
+    std::unique_ptr<EncodedGenerator> release;
+    std::unique_ptr<PreparedCall> discard;
+    bool leave_executor = false;
+    bool schedule = false;
+    absl::Time wake_at = absl::InfinitePast();
+    absl::Time stall_check_at = absl::InfinitePast();
+    bool try_cancel = false;
+    std::optional<CallSummary> report;
+  };
+
+  Call(Method method, CallOptions options, std::unique_ptr<PreparedCall> prepared,
+       Executor* executor, Timers* timers, ModelStats* stats, EndedCallback on_ended);
+
+  // The RPC side, implemented per method. All run with mu_ held.
+  //
+  // EmitLocked: delivers one encoded chunk. Returns true if the generator may
+  // run on, false if the call must wait for the client (buffer full), or an
+  // error that ends the call.
+  virtual absl::StatusOr<bool> EmitLocked(std::string bytes, AfterUnlock& after)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) = 0;
+  // CompleteLocked: the generator finished; finish the RPC with success.
+  virtual void CompleteLocked(FinishReason reason, AfterUnlock& after)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) = 0;
+  // FinishWithErrorLocked: finish the RPC with `status` (already-produced
+  // output is flushed first for a model error, dropped for a cancel).
+  virtual void FinishWithErrorLocked(const absl::Status& status, bool flush, AfterUnlock& after)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) = 0;
+  virtual CallSink* sink() = 0;
+  // PumpLocked: lets the RPC side make progress (start a write, finish).
+  virtual void PumpLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {}
+  // MaybeArmStallTimerLocked: the call now waits on the client; make sure a
+  // stall check is scheduled.
+  virtual void MaybeArmStallTimerLocked(AfterUnlock& after) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {}
+
+  // Helpers for subclasses.
+  void RequestCancelLocked(EndCause cause, AfterUnlock& after) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void MaybeReportLocked(AfterUnlock& after) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Apply(AfterUnlock& after);
+  uint64_t chunks_locked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return chunks_; }
+  uint64_t output_bytes_locked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return output_bytes_; }
+
+  const Method method_;
+  const CallOptions options_;
+  Timers* const timers_;
+
+  mutable Mutex mu_;
+  Phase phase_ ABSL_GUARDED_BY(mu_) = Phase::kPending;
+  // finish_called_: the sink's Finish (or WriteAndFinish) was called; the sink
+  // must not be used again, except TryCancel.
+  bool finish_called_ ABSL_GUARDED_BY(mu_) = false;
+  bool rpc_done_ ABSL_GUARDED_BY(mu_) = false;
+  // hold_finish_: a TryCancel is in progress; Finish must wait for it (once
+  // Finish is called the RPC may complete and its context go away).
+  bool hold_finish_ ABSL_GUARDED_BY(mu_) = false;
+  // final_status_: the status the RPC was finished with.
+  absl::Status final_status_ ABSL_GUARDED_BY(mu_);
+
+ private:
+  friend class Executor;
+
+  // Bookkeeping owned by the Executor, guarded by the executor's mutex.
+  struct ExecutorState {
+    bool admitted = false;    // in Executor::admitted_
+    bool waiting = false;     // in Executor::waiting_ (no active slot yet)
+    bool holds_slot = false;  // counts against max_active
+    std::list<std::shared_ptr<Call>>::iterator admitted_pos;
+    std::list<std::shared_ptr<Call>>::iterator waiting_pos;
+  };
+
+  // Start or step the generator; an exception from model code becomes INTERNAL.
+  absl::StatusOr<std::unique_ptr<EncodedGenerator>> GuardedStart();
+  Step<std::string> GuardedNext();
+
+  // ShouldStopLocked: whether the running turn must stop because the call is
+  // no longer wanted; requests the cancel if it just found out.
+  bool ShouldStopLocked(AfterUnlock& after) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // EndLocked: moves to kEnded and releases the generator (after unlock).
+  void EndLocked(EndStage stage, AfterUnlock& after) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // FailLocked: the model failed with `status`: flush what it produced, then
+  // finish the RPC with the error.
+  void FailLocked(const absl::Status& status, AfterUnlock& after) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status StatusForCancel(EndCause cause) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void RecordChunkLocked(bool after_cancel) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Wake();
+
+  Executor* const executor_;
+  ModelStats* const stats_;
+  const EndedCallback on_ended_;
+  CancellationSource cancel_;
+  ExecutorState executor_state_;  // see ExecutorState
+
+  // prepared_ and generator_ are touched only by the worker running a turn
+  // (phase kRunning), or under mu_ while no turn runs.
+  std::unique_ptr<PreparedCall> prepared_;
+  std::unique_ptr<EncodedGenerator> generator_;
+  bool cancel_requested_ ABSL_GUARDED_BY(mu_) = false;
+  std::optional<EndCause> cause_ ABSL_GUARDED_BY(mu_);
+  EndStage stage_ ABSL_GUARDED_BY(mu_) = EndStage::kQueued;
+  bool reported_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t chunks_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t chunks_after_cancel_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t output_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  const absl::Time admitted_at_;
+  absl::Time started_at_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  absl::Time ended_at_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  absl::Time last_chunk_at_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  absl::Time cancelled_at_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+
+  friend class StreamCall;
+  friend class UnaryCall;
+};
+
+// StreamCall: a PredictStream call. Chunks go through a small bounded buffer
+// to the client, one write at a time; the last message carries the finish
+// reason and usage.
+class StreamCall final : public Call {
+ public:
+  // `sink` must stay valid until the call finishes the RPC through it.
+  static std::shared_ptr<StreamCall> Create(CallOptions options,
+                                            std::unique_ptr<PreparedCall> prepared,
+                                            Executor* executor, Timers* timers, ModelStats* stats,
+                                            StreamSink* sink, EndedCallback on_ended);
+
+  // OnWriteDone: the reactor's OnWriteDone. `ok` false means the stream is
+  // broken (the client is gone or the call was cancelled).
+  void OnWriteDone(bool ok);
+
+  // CheckStall: the stall timer fired; cancels the stream if the write
+  // outstanding since before write_stall_timeout has still not completed.
+  void CheckStall();
+
+ private:
+  StreamCall(CallOptions options, std::unique_ptr<PreparedCall> prepared, Executor* executor,
+             Timers* timers, ModelStats* stats, StreamSink* sink, EndedCallback on_ended);
+
+  absl::StatusOr<bool> EmitLocked(std::string bytes, AfterUnlock& after) override
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void CompleteLocked(FinishReason reason, AfterUnlock& after) override
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void FinishWithErrorLocked(const absl::Status& status, bool flush, AfterUnlock& after) override
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  CallSink* sink() override { return sink_; }
+
+  // PumpLocked: starts the next write, or finishes the RPC when due. Finish
+  // is only ever called with no write outstanding, so the final message is a
+  // plain write and TryCancel (stalls) always precedes Finish.
+  void PumpLocked() override ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // MaybeArmStallTimerLocked: schedules a stall check for when the write
+  // outstanding now would count as stalled.
+  void MaybeArmStallTimerLocked(AfterUnlock& after) override ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // WaitingOnClientLocked: a write is outstanding and the call cannot go on
+  // until it completes (buffer full, or the stream is ending).
+  bool WaitingOnClientLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  StreamSink* const sink_;
+  // pending_: encoded chunks not yet confirmed written; front() is being
+  // written while write_in_flight_.
+  std::deque<v1::PredictChunk> pending_ ABSL_GUARDED_BY(mu_);
+  bool write_in_flight_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Time write_started_at_ ABSL_GUARDED_BY(mu_);
+  uint64_t next_index_ ABSL_GUARDED_BY(mu_) = 0;
+  std::optional<absl::Status> finish_status_ ABSL_GUARDED_BY(mu_);  // finish once pending_ drains
+  bool stall_timer_armed_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+// UnaryCall: a Predict call. Chunks are gathered into one response.
+class UnaryCall final : public Call {
+ public:
+  static std::shared_ptr<UnaryCall> Create(CallOptions options,
+                                           std::unique_ptr<PreparedCall> prepared,
+                                           Executor* executor, Timers* timers, ModelStats* stats,
+                                           UnarySink* sink, EndedCallback on_ended);
+
+ private:
+  UnaryCall(CallOptions options, std::unique_ptr<PreparedCall> prepared, Executor* executor,
+            Timers* timers, ModelStats* stats, UnarySink* sink, EndedCallback on_ended);
+
+  absl::StatusOr<bool> EmitLocked(std::string bytes, AfterUnlock& after) override
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void CompleteLocked(FinishReason reason, AfterUnlock& after) override
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void FinishWithErrorLocked(const absl::Status& status, bool flush, AfterUnlock& after) override
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  CallSink* sink() override { return sink_; }
+
+  UnarySink* const sink_;
+  v1::PredictResponse response_ ABSL_GUARDED_BY(mu_);
+};
+
+// ToProtoFinishReason: FinishReason in wire form.
+v1::FinishReason ToProtoFinishReason(FinishReason reason);
+
+}  // namespace sluice
+
+#endif  // SLUICE_HANDLERS_CALL_H_

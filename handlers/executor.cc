@@ -1,0 +1,180 @@
+#include "handlers/executor.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "glog/logging.h"
+
+namespace sluice {
+
+Executor::Executor(std::string model, ExecutorOptions options)
+    : model_(std::move(model)), options_(options) {
+  CHECK_GE(options_.workers, 1);
+  CHECK_GE(options_.max_active, 1);
+  CHECK_GE(options_.queue_capacity, 0);
+}
+
+Executor::~Executor() { Stop(); }
+
+void Executor::Start() {
+  MutexLock lock(&mu_);
+  CHECK(workers_.empty()) << "Executor::Start called twice";
+  for (int i = 0; i < options_.workers; ++i) {
+    ++live_workers_;
+    workers_.emplace_back([this] { WorkerLoop(); });
+  }
+}
+
+absl::Status Executor::Admit(const std::shared_ptr<Call>& call) {
+  MutexLock lock(&mu_);
+  Call::ExecutorState& state = call->executor_state_;
+  if (active_ < options_.max_active) {
+    ++active_;
+    state.holds_slot = true;
+    runnable_.push_back(call);
+    work_cv_.Signal();
+  } else if (static_cast<int>(waiting_.size()) < options_.queue_capacity) {
+    state.waiting = true;
+    state.waiting_pos = waiting_.insert(waiting_.end(), call);
+  } else {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "model ", model_, " is at capacity: ", options_.max_active, " calls running and ",
+        options_.queue_capacity, " queued (its queue_capacity); retry later"));
+  }
+  state.admitted = true;
+  state.admitted_pos = admitted_.insert(admitted_.end(), call);
+  return absl::OkStatus();
+}
+
+void Executor::Schedule(std::shared_ptr<Call> call) {
+  MutexLock lock(&mu_);
+  runnable_.push_back(std::move(call));
+  work_cv_.Signal();
+}
+
+void Executor::Leave(Call* call) {
+  std::shared_ptr<Call> admitted_ref, waiting_ref;  // released after unlocking
+  {
+    MutexLock lock(&mu_);
+    Call::ExecutorState& state = call->executor_state_;
+    if (!state.admitted) return;
+    state.admitted = false;
+    admitted_ref = std::move(*state.admitted_pos);
+    admitted_.erase(state.admitted_pos);
+    if (state.waiting) {
+      state.waiting = false;
+      waiting_ref = std::move(*state.waiting_pos);
+      waiting_.erase(state.waiting_pos);
+    }
+    if (state.holds_slot) {
+      state.holds_slot = false;
+      --active_;
+      PromoteLocked();
+    }
+    idle_cv_.SignalAll();
+  }
+}
+
+void Executor::PromoteLocked() {
+  while (active_ < options_.max_active && !waiting_.empty()) {
+    std::shared_ptr<Call> next = std::move(waiting_.front());
+    waiting_.pop_front();
+    next->executor_state_.waiting = false;
+    next->executor_state_.holds_slot = true;
+    ++active_;
+    runnable_.push_back(std::move(next));
+    work_cv_.Signal();
+  }
+}
+
+void Executor::CancelAll(EndCause cause) {
+  // Queued calls first: cancelling an active call frees its slot, which would
+  // otherwise promote (and start) the next queued call.
+  std::vector<std::shared_ptr<Call>> calls;
+  {
+    MutexLock lock(&mu_);
+    calls.assign(waiting_.begin(), waiting_.end());
+    for (const std::shared_ptr<Call>& call : admitted_) {
+      if (!call->executor_state_.waiting) calls.push_back(call);
+    }
+  }
+  for (const std::shared_ptr<Call>& call : calls) call->Cancel(cause);
+}
+
+bool Executor::WaitIdle(absl::Time deadline) {
+  MutexLock lock(&mu_);
+  while (!admitted_.empty()) {
+    if (idle_cv_.WaitWithDeadline(&mu_, deadline)) return admitted_.empty();
+  }
+  return true;
+}
+
+bool Executor::WaitQuiescent(absl::Time deadline) {
+  MutexLock lock(&mu_);
+  while (busy_ > 0 || !runnable_.empty()) {
+    if (idle_cv_.WaitWithDeadline(&mu_, deadline)) return busy_ == 0 && runnable_.empty();
+  }
+  return true;
+}
+
+bool Executor::Stop(absl::Time deadline) {
+  {
+    MutexLock lock(&mu_);
+    if (workers_.empty()) return true;
+    stopping_ = true;
+    work_cv_.SignalAll();
+    while (live_workers_ > 0) {
+      if (idle_cv_.WaitWithDeadline(&mu_, deadline)) break;
+    }
+    if (live_workers_ > 0) {
+      LOG(ERROR) << "model " << model_ << ": " << live_workers_
+                 << " worker(s) still inside a model step at shutdown; leaving them behind";
+      for (std::thread& t : workers_) t.detach();
+      workers_.clear();
+      return false;
+    }
+  }
+  for (std::thread& t : workers_) t.join();
+  workers_.clear();
+  return true;
+}
+
+int Executor::queued() const {
+  MutexLock lock(&mu_);
+  return static_cast<int>(waiting_.size());
+}
+
+int Executor::active() const {
+  MutexLock lock(&mu_);
+  return active_;
+}
+
+int Executor::busy_workers() const {
+  MutexLock lock(&mu_);
+  return busy_;
+}
+
+void Executor::WorkerLoop() {
+  while (true) {
+    std::shared_ptr<Call> call;
+    {
+      MutexLock lock(&mu_);
+      while (runnable_.empty() && !stopping_) work_cv_.Wait(&mu_);
+      if (runnable_.empty()) {
+        --live_workers_;
+        idle_cv_.SignalAll();
+        return;
+      }
+      call = std::move(runnable_.front());
+      runnable_.pop_front();
+      ++busy_;
+    }
+    call->RunTurn();
+    call.reset();  // may destroy the call: outside the lock
+    MutexLock lock(&mu_);
+    --busy_;
+    if (busy_ == 0 && runnable_.empty()) idle_cv_.SignalAll();
+  }
+}
+
+}  // namespace sluice

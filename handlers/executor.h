@@ -1,0 +1,105 @@
+#ifndef SLUICE_HANDLERS_EXECUTOR_H_
+#define SLUICE_HANDLERS_EXECUTOR_H_
+
+#include <deque>
+#include <list>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "handlers/call.h"
+#include "handlers/stats.h"
+#include "models/sync.h"
+
+namespace sluice {
+
+// ExecutorOptions: how one model's calls are scheduled.
+struct ExecutorOptions {
+  // Worker threads stepping this model's generators.
+  int workers = 2;
+  // Calls that may be generating at once (their generators exist). Paced or
+  // blocked calls hold a slot but no thread; workers interleave active calls
+  // one time slice at a time.
+  int max_active = 256;
+  // Admitted calls that may wait for a slot; beyond it, RESOURCE_EXHAUSTED.
+  int queue_capacity = 1024;
+};
+
+// Executor runs one model's calls: a bounded FIFO queue of calls waiting for
+// an active slot, and a fixed pool of workers that give runnable calls turns.
+//
+// Admission never blocks: a call is given a slot, queued, or refused at once.
+// A queued call that is cancelled leaves the queue at once and never starts.
+//
+// Lock order: a Call's mutex may be held while calling into the Executor;
+// the Executor never calls into a Call while holding its own mutex.
+class Executor {
+ public:
+  Executor(std::string model, ExecutorOptions options);
+  // Stops the workers (see Stop).
+  ~Executor();
+
+  // Start: launches the worker threads.
+  void Start();
+
+  // Admit: gives `call` a slot (it becomes runnable) or queues it. Returns
+  // RESOURCE_EXHAUSTED naming the model and the limit when the queue is full.
+  absl::Status Admit(const std::shared_ptr<Call>& call);
+
+  // CancelAll: cancels every admitted call (queued or active) with `cause`.
+  void CancelAll(EndCause cause);
+
+  // WaitIdle: blocks until no call is admitted, or `deadline` passes.
+  // Returns true if idle.
+  bool WaitIdle(absl::Time deadline);
+
+  // Stop: stops the workers once the run queue is drained. Returns false if a
+  // worker did not return by `deadline` (a model step that never returns);
+  // such workers are detached and the Executor must then never be destroyed.
+  bool Stop(absl::Time deadline = absl::InfiniteFuture());
+
+  // WaitQuiescent: blocks until no turn is running or runnable (every
+  // admitted call is parked: queued, blocked on its client, or sleeping), or
+  // `deadline` passes. Returns true if quiescent. For tests and drains.
+  bool WaitQuiescent(absl::Time deadline);
+
+  // Gauges, for metrics.
+  int queued() const;        // calls waiting for a slot
+  int active() const;        // calls holding a slot
+  int busy_workers() const;  // workers inside a turn
+
+  const std::string& model() const { return model_; }
+  const ExecutorOptions& options() const { return options_; }
+
+ private:
+  friend class Call;
+
+  // Called by Call (never with the executor's lock held by the caller).
+  void Schedule(std::shared_ptr<Call> call);  // append to the run queue
+  void Leave(Call* call);                      // the call ended; free its place
+
+  void PromoteLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void WorkerLoop();
+
+  const std::string model_;
+  const ExecutorOptions options_;
+
+  mutable Mutex mu_;
+  CondVar work_cv_;  // signalled when the run queue grows or on stop
+  CondVar idle_cv_;  // signalled when a call leaves and when a worker exits
+  std::list<std::shared_ptr<Call>> admitted_ ABSL_GUARDED_BY(mu_);
+  std::list<std::shared_ptr<Call>> waiting_ ABSL_GUARDED_BY(mu_);
+  std::deque<std::shared_ptr<Call>> runnable_ ABSL_GUARDED_BY(mu_);
+  int active_ ABSL_GUARDED_BY(mu_) = 0;
+  int busy_ ABSL_GUARDED_BY(mu_) = 0;
+  int live_workers_ ABSL_GUARDED_BY(mu_) = 0;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<std::thread> workers_;
+};
+
+}  // namespace sluice
+
+#endif  // SLUICE_HANDLERS_EXECUTOR_H_

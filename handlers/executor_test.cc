@@ -1,0 +1,167 @@
+#include "handlers/executor.h"
+
+#include <memory>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "handlers/call_testing.h"
+#include "models/model_testing.h"
+#include "models/synthetic.h"
+
+namespace sluice {
+namespace {
+
+using ::sluice::testing::FakeStreamSink;
+using ::sluice::testing::IntParam;
+using ::sluice::testing::MakeRequest;
+using ::testing::HasSubstr;
+
+constexpr absl::Duration kWait = absl::Seconds(20);
+
+// Calls that hang until cancelled keep their slots; the tests fill slots and
+// queue with them.
+class ExecutorTest : public ::testing::Test {
+ protected:
+  void Start(ExecutorOptions options) {
+    executor_ = std::make_unique<Executor>("synthetic", options);
+    executor_->Start();
+  }
+
+  void TearDown() override {
+    executor_->CancelAll(EndCause::kShutdown);
+    EXPECT_TRUE(executor_->WaitIdle(absl::Now() + kWait));
+    EXPECT_TRUE(executor_->Stop(absl::Now() + kWait));
+  }
+
+  std::shared_ptr<StreamCall> MakeHanging() {
+    auto prepared = model_.Prepare(
+        "synthetic", MakeRequest("synthetic", "", {{"tokens", IntParam(1)}, {"hang_at", IntParam(0)}}));
+    EXPECT_TRUE(prepared.ok());
+    sinks_.push_back(std::make_unique<FakeStreamSink>(/*auto_complete=*/true));
+    CallOptions options;
+    options.model = "synthetic";
+    auto call = StreamCall::Create(options, *std::move(prepared), executor_.get(), &timers_,
+                                   &stats_, sinks_.back().get(), nullptr);
+    sinks_.back()->set_call(call.get());
+    return call;
+  }
+
+  TimerQueue timers_;
+  SyntheticModel model_;
+  ModelStats stats_{"synthetic"};
+  std::vector<std::unique_ptr<FakeStreamSink>> sinks_;  // outlive the executor's calls
+  std::unique_ptr<Executor> executor_;
+};
+
+TEST_F(ExecutorTest, FillsSlotsThenQueueThenRefuses) {
+  Start(ExecutorOptions{1, 2, 3});
+  std::vector<std::shared_ptr<StreamCall>> calls;
+  for (int i = 0; i < 5; ++i) {
+    calls.push_back(MakeHanging());
+    ASSERT_TRUE(executor_->Admit(calls.back()).ok()) << i;
+  }
+  EXPECT_EQ(executor_->active(), 2);
+  EXPECT_EQ(executor_->queued(), 3);
+  auto refused = MakeHanging();
+  absl::Status status = executor_->Admit(refused);
+  EXPECT_EQ(status.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(status.message(), HasSubstr("model synthetic is at capacity"));
+  EXPECT_THAT(status.message(), HasSubstr("3 queued"));
+}
+
+TEST_F(ExecutorTest, EndedCallPromotesTheNextInFifoOrder) {
+  Start(ExecutorOptions{2, 1, 3});
+  auto first = MakeHanging();
+  auto second = MakeHanging();
+  auto third = MakeHanging();
+  ASSERT_TRUE(executor_->Admit(first).ok());
+  ASSERT_TRUE(executor_->Admit(second).ok());
+  ASSERT_TRUE(executor_->Admit(third).ok());
+  ASSERT_TRUE(model_.stats().WaitForStarted(1, kWait));
+  EXPECT_EQ(executor_->queued(), 2);
+
+  first->Cancel(EndCause::kClientCancelled);
+  ASSERT_TRUE(model_.stats().WaitForStarted(2, kWait));
+  EXPECT_EQ(executor_->active(), 1);
+  EXPECT_EQ(executor_->queued(), 1);
+  // The second call (not the third) got the slot: cancelling the third
+  // leaves one started generator alive.
+  third->Cancel(EndCause::kClientCancelled);
+  EXPECT_EQ(executor_->queued(), 0);
+  EXPECT_EQ(model_.stats().started(), 2);
+  EXPECT_EQ(model_.stats().live(), 1);
+}
+
+TEST_F(ExecutorTest, ZeroQueueRefusesWhenSlotsAreFull) {
+  Start(ExecutorOptions{1, 1, 0});
+  auto first = MakeHanging();
+  ASSERT_TRUE(executor_->Admit(first).ok());
+  EXPECT_EQ(executor_->Admit(MakeHanging()).code(), absl::StatusCode::kResourceExhausted);
+}
+
+TEST_F(ExecutorTest, CancelAllEndsQueuedAndActiveCalls) {
+  Start(ExecutorOptions{2, 2, 8});
+  std::vector<std::shared_ptr<StreamCall>> calls;
+  for (int i = 0; i < 6; ++i) {
+    calls.push_back(MakeHanging());
+    ASSERT_TRUE(executor_->Admit(calls.back()).ok());
+  }
+  ASSERT_TRUE(model_.stats().WaitForStarted(2, kWait));
+  executor_->CancelAll(EndCause::kShutdown);
+  ASSERT_TRUE(executor_->WaitIdle(absl::Now() + kWait));
+  EXPECT_EQ(executor_->active(), 0);
+  EXPECT_EQ(executor_->queued(), 0);
+  ASSERT_TRUE(model_.stats().WaitForReleased(2, kWait));
+  EXPECT_EQ(model_.stats().started(), 2);  // the four queued calls never started
+  for (auto& sink : sinks_) {
+    ASSERT_TRUE(sink->WaitForFinish(kWait));
+    EXPECT_EQ(sink->finish_status()->code(), absl::StatusCode::kUnavailable);
+  }
+}
+
+TEST_F(ExecutorTest, StopReturnsFalseWhenAWorkerNeverReturns) {
+  // A model step that ignores cancellation cannot be interrupted; Stop must
+  // still return by its deadline (and say so). The stuck worker outlives
+  // the test body, so everything it touches is leaked on purpose.
+  Executor* stuck = new Executor("stuck", ExecutorOptions{1, 1, 0});
+  stuck->Start();
+  struct Forever final : public Model<int, int> {
+    Notification entered, release, released;
+    absl::StatusOr<int> Decode(const Request&) const override { return 0; }
+    absl::StatusOr<std::unique_ptr<Generator<int>>> Predict(int, const CancellationToken&) override {
+      struct Gen final : public Generator<int> {
+        explicit Gen(Forever* m) : model(m) {}
+        ~Gen() override { model->released.Notify(); }
+        Step<int> Next() override {
+          model->entered.Notify();
+          model->release.WaitForNotification();
+          return Step<int>::Done();
+        }
+        Forever* model;
+      };
+      return std::unique_ptr<Generator<int>>(std::make_unique<Gen>(this));
+    }
+    absl::StatusOr<std::string> Encode(int) const override { return ""; }
+  };
+  Forever* model = new Forever;
+  auto* sink = new FakeStreamSink(/*auto_complete=*/true);
+  auto prepared = model->Prepare("stuck", MakeRequest("stuck", ""));
+  ASSERT_TRUE(prepared.ok());
+  CallOptions options;
+  options.model = "stuck";
+  auto call = StreamCall::Create(options, *std::move(prepared), stuck, &timers_, &stats_, sink,
+                                 nullptr);
+  sink->set_call(call.get());
+  ASSERT_TRUE(stuck->Admit(call).ok());
+  ASSERT_TRUE(model->entered.WaitForNotificationWithTimeout(kWait));
+  call->Cancel(EndCause::kShutdown);
+  EXPECT_FALSE(stuck->Stop(absl::Now() + absl::Milliseconds(100)));
+  // Let the step return; the generator is then released as usual.
+  model->release.Notify();
+  EXPECT_TRUE(model->released.WaitForNotificationWithTimeout(kWait));
+  Start(ExecutorOptions{1, 1, 0});
+}
+
+}  // namespace
+}  // namespace sluice

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "absl/time/clock.h"
+
 namespace sluice {
 
 absl::string_view EndCauseName(EndCause cause) {
@@ -123,6 +125,27 @@ void ModelStats::RecordEnded(Method method, EndCause cause, EndStage stage,
   int c = static_cast<int>(code);
   if (c < 0 || c >= kNumCodes) c = static_cast<int>(absl::StatusCode::kUnknown);
   requests_[m * kNumCodes + c].fetch_add(1, std::memory_order_relaxed);
+  MutexLock lock(&mu_);
+  ended_cv_.SignalAll();
+}
+
+uint64_t ModelStats::ended(EndCause cause) const {
+  uint64_t total = 0;
+  for (int m = 0; m < kNumMethods; ++m) {
+    for (int s = 0; s < kNumEndStages; ++s) {
+      total += ended(static_cast<Method>(m), cause, static_cast<EndStage>(s));
+    }
+  }
+  return total;
+}
+
+bool ModelStats::WaitForEndedTotal(uint64_t n, absl::Duration timeout) const {
+  const absl::Time deadline = absl::Now() + timeout;
+  MutexLock lock(&mu_);
+  while (ended_total() < n) {
+    if (ended_cv_.WaitWithDeadline(&mu_, deadline)) return ended_total() >= n;
+  }
+  return true;
 }
 
 uint64_t ModelStats::ended(Method method, EndCause cause, EndStage stage) const {

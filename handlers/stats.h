@@ -13,6 +13,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "models/sync.h"
 
 namespace sluice {
 
@@ -80,7 +81,11 @@ class ModelStats {
   void RecordEnded(Method method, EndCause cause, EndStage stage, absl::StatusCode code);
 
   uint64_t ended(Method method, EndCause cause, EndStage stage) const;
+  uint64_t ended(EndCause cause) const;  // over methods and stages
   uint64_t ended_total() const;
+  // WaitForEndedTotal: blocks until at least `n` calls have ended (true) or
+  // `timeout` passes (false). For tests and tools.
+  bool WaitForEndedTotal(uint64_t n, absl::Duration timeout) const;
   uint64_t requests(Method method, absl::StatusCode code) const;
 
   // Per-chunk accounting, from the worker that produced the chunk.
@@ -106,6 +111,8 @@ class ModelStats {
   std::atomic<uint64_t> chunks_after_cancel_{0};
   Histogram time_to_first_chunk_;
   Histogram inter_chunk_;
+  mutable Mutex mu_;  // only for WaitForEndedTotal's wake-ups
+  mutable CondVar ended_cv_;
 };
 
 }  // namespace sluice

@@ -54,8 +54,9 @@ class SyntheticModel final : public Model<SyntheticInput, std::string> {
     int64_t live() const { return started() - released(); }
     int64_t chunks() const;    // chunks produced, over all generators
     // steps_after_cancel: Next calls that began with the token already
-    // cancelled. The framework must never make one: it stops calling Next as
-    // soon as it learns of a cancel.
+    // cancelled. The framework stops calling Next as soon as it learns of a
+    // cancel, so this is at most one per call: a cancel that lands between
+    // the framework's check and the model's first instruction.
     int64_t steps_after_cancel() const;
     // chunks_after_cancel: chunks completed although the token was cancelled
     // while they were being made (the chunk in flight when the cancel came).

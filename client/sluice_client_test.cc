@@ -1,0 +1,34 @@
+#include "client/sluice_client.h"
+
+#include "gtest/gtest.h"
+
+namespace sluice {
+namespace {
+
+TEST(ParseParameterTest, InfersTypes) {
+  auto b = ParseParameter("stream=true");
+  ASSERT_TRUE(b.ok());
+  EXPECT_EQ(b->first, "stream");
+  EXPECT_TRUE(b->second.bool_param());
+  EXPECT_EQ(ParseParameter("n=42")->second.int64_param(), 42);
+  EXPECT_DOUBLE_EQ(ParseParameter("t=0.5")->second.double_param(), 0.5);
+  EXPECT_EQ(ParseParameter("s=hello world")->second.string_param(), "hello world");
+  EXPECT_EQ(ParseParameter("s=")->second.string_param(), "");
+}
+
+TEST(ParseParameterTest, ExplicitTypesWin) {
+  EXPECT_DOUBLE_EQ(ParseParameter("t:double=1")->second.double_param(), 1.0);
+  EXPECT_EQ(ParseParameter("s:string=5")->second.string_param(), "5");
+  EXPECT_EQ(ParseParameter("n:int=-3")->second.int64_param(), -3);
+  EXPECT_FALSE(ParseParameter("b:bool=false")->second.bool_param());
+}
+
+TEST(ParseParameterTest, MistakesAreExplained) {
+  EXPECT_EQ(ParseParameter("novalue").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ParseParameter("=3").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ParseParameter("n:int=x").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ParseParameter("n:complex=1").status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace sluice

@@ -1,0 +1,309 @@
+#include "service/inference_service.h"
+
+#include <chrono>
+#include <optional>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "glog/logging.h"
+#include "service/status.h"
+
+namespace sluice {
+namespace {
+
+// gRPC's deadline timer and our clock can disagree by a little; a cancel
+// this close to the deadline is the deadline's.
+constexpr absl::Duration kDeadlineSlack = absl::Milliseconds(5);
+
+absl::Time DeadlineOf(const grpc::CallbackServerContext* context) {
+  const auto deadline = context->deadline();
+  if (deadline == std::chrono::system_clock::time_point::max()) return absl::InfiniteFuture();
+  return absl::FromChrono(deadline);
+}
+
+// ReactorCore: what the two Predict reactors share: admission, the link
+// from gRPC's reactions to the Call, and the accounting of rejected calls.
+class ReactorCore {
+ public:
+  ReactorCore(InferenceService* service, grpc::CallbackServerContext* context, Method method)
+      : service_(service), context_(context), method_(method), peer_(context->peer()) {}
+
+  // Start: admits the request and creates the call with `make_call`, or
+  // returns the status to reject the RPC with.
+  template <typename MakeCall>
+  absl::Status Start(const v1::PredictRequest& request, MakeCall make_call) {
+    absl::StatusOr<InferenceService::Admission> admission = service_->Admit(context_, request);
+    // Stats for a name that is not a served model go to the unknown-model
+    // label (RecordRejected), so clients cannot grow the metrics.
+    if (!admission.ok()) return Reject(request.model(), admission.status());
+    ServedModel* served = admission->served;
+    call_ = make_call(*std::move(admission),
+                      [service = service_](const CallSummary& s) { service->RecordEnded(s); });
+    if (absl::Status status = served->executor->Admit(call_); !status.ok()) {
+      call_.reset();
+      return Reject(served->name, status);
+    }
+    return absl::OkStatus();
+  }
+
+  void OnCancel() {
+    if (call_ == nullptr) return;
+    const EndCause cause = service_->CancelCause(context_);
+    call_->Cancel(cause);
+    if (cause == EndCause::kClientCancelled) {
+      // Look at the connection now, while the evidence is fresh: a client
+      // that cancels and then exits closes its connection moments later.
+      peer_connected_ = service_->probe()->IsConnected(peer_, absl::Now());
+      VLOG(2) << "cancel from " << peer_ << ": connection "
+              << (peer_connected_.has_value() ? (*peer_connected_ ? "up" : "gone") : "unknown");
+    }
+  }
+
+  void OnDone() {
+    if (call_ == nullptr) {
+      service_->RecordRejected(rejected_model_, method_, rejected_status_);
+      return;
+    }
+    if (call_->ended_by_peer()) {
+      if (!peer_connected_.has_value()) {
+        peer_connected_ = service_->probe()->IsConnected(peer_, absl::Now());
+      }
+      if (peer_connected_ == false) call_->set_peer_cause(EndCause::kDisconnected);
+    }
+    call_->OnRpcDone();
+  }
+
+  grpc::CallbackServerContext* context() const { return context_; }
+  Call* call() const { return call_.get(); }
+
+ private:
+  absl::Status Reject(std::string model, absl::Status status) {
+    rejected_model_ = std::move(model);
+    rejected_status_ = status;
+    return status;
+  }
+
+  InferenceService* const service_;
+  grpc::CallbackServerContext* const context_;
+  const Method method_;
+  const std::string peer_;
+  std::shared_ptr<Call> call_;
+  // Whether the peer's connection was up when it cancelled; written by
+  // OnCancel, read by OnDone (which gRPC runs after OnCancel has returned).
+  std::optional<bool> peer_connected_;
+  std::string rejected_model_;
+  absl::Status rejected_status_;
+};
+
+// PredictStreamReactor: one PredictStream RPC. It only sequences the RPC;
+// the StreamCall decides what to write and when to finish.
+class PredictStreamReactor final : public grpc::ServerWriteReactor<v1::PredictChunk> {
+ public:
+  PredictStreamReactor(InferenceService* service, grpc::CallbackServerContext* context,
+                       const v1::PredictRequest& request)
+      : core_(service, context, Method::kPredictStream), sink_(this) {
+    absl::Status status =
+        core_.Start(request, [this](InferenceService::Admission admission, Call::EndedCallback done) {
+          auto call = StreamCall::Create(std::move(admission.options), std::move(admission.prepared),
+                                         admission.served->executor.get(), admission.timers,
+                                         admission.served->stats.get(), &sink_, std::move(done));
+          stream_call_ = call.get();
+          return call;
+        });
+    if (!status.ok()) Finish(ToGrpcStatus(status));
+  }
+
+  void OnWriteDone(bool ok) override { stream_call_->OnWriteDone(ok); }
+  void OnCancel() override { core_.OnCancel(); }
+  void OnDone() override {
+    core_.OnDone();
+    delete this;
+  }
+
+ private:
+  class Sink final : public StreamSink {
+   public:
+    explicit Sink(PredictStreamReactor* reactor) : reactor_(reactor) {}
+    bool IsCancelled() const override { return reactor_->core_.context()->IsCancelled(); }
+    void TryCancel() override { reactor_->core_.context()->TryCancel(); }
+    void StartWrite(const v1::PredictChunk* chunk) override { reactor_->StartWrite(chunk); }
+    void Finish(const absl::Status& status) override { reactor_->Finish(ToGrpcStatus(status)); }
+
+   private:
+    PredictStreamReactor* const reactor_;
+  };
+
+  ReactorCore core_;
+  Sink sink_;
+  StreamCall* stream_call_ = nullptr;  // owned through core_
+};
+
+// PredictUnaryReactor: one Predict RPC.
+class PredictUnaryReactor final : public grpc::ServerUnaryReactor {
+ public:
+  PredictUnaryReactor(InferenceService* service, grpc::CallbackServerContext* context,
+                      const v1::PredictRequest& request, v1::PredictResponse* response)
+      : core_(service, context, Method::kPredict), response_(response), sink_(this) {
+    absl::Status status =
+        core_.Start(request, [this](InferenceService::Admission admission, Call::EndedCallback done) {
+          return UnaryCall::Create(std::move(admission.options), std::move(admission.prepared),
+                                   admission.served->executor.get(), admission.timers,
+                                   admission.served->stats.get(), &sink_, std::move(done));
+        });
+    if (!status.ok()) Finish(ToGrpcStatus(status));
+  }
+
+  void OnCancel() override { core_.OnCancel(); }
+  void OnDone() override {
+    core_.OnDone();
+    delete this;
+  }
+
+ private:
+  class Sink final : public UnarySink {
+   public:
+    explicit Sink(PredictUnaryReactor* reactor) : reactor_(reactor) {}
+    bool IsCancelled() const override { return reactor_->core_.context()->IsCancelled(); }
+    void TryCancel() override { reactor_->core_.context()->TryCancel(); }
+    void Finish(const absl::Status& status, const v1::PredictResponse* response) override {
+      if (response != nullptr) *reactor_->response_ = *response;
+      reactor_->Finish(ToGrpcStatus(status));
+    }
+
+   private:
+    PredictUnaryReactor* const reactor_;
+  };
+
+  ReactorCore core_;
+  v1::PredictResponse* const response_;
+  Sink sink_;
+};
+
+}  // namespace
+
+InferenceService::InferenceService(CallLimits limits,
+                                   std::map<std::string, ServedModel, std::less<>>* models,
+                                   Timers* timers, ModelStats* unknown_model_stats,
+                                   PeerProbe* probe)
+    : limits_(limits),
+      models_(models),
+      timers_(timers),
+      unknown_model_stats_(unknown_model_stats),
+      probe_(probe) {}
+
+absl::StatusOr<InferenceService::Admission> InferenceService::Admit(
+    grpc::CallbackServerContext* context, const v1::PredictRequest& request) {
+  if (draining_.load()) {
+    return absl::UnavailableError("the server is shutting down; retry on another replica");
+  }
+  auto it = models_->find(request.model());
+  if (it == models_->end()) {
+    std::vector<std::string> names;
+    for (const auto& entry : *models_) names.push_back(entry.first);
+    if (request.model().empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "PredictRequest.model is empty; set it to one of: ", absl::StrJoin(names, ", ")));
+    }
+    return absl::NotFoundError(absl::StrCat("no model named \"",
+                                            absl::CHexEscape(request.model().substr(0, 128)),
+                                            "\"; this server serves: ", absl::StrJoin(names, ", ")));
+  }
+  ServedModel* served = &it->second;
+  const absl::Time deadline = DeadlineOf(context);
+  if (deadline <= absl::Now()) {
+    return absl::DeadlineExceededError("the call's deadline had passed before it was admitted");
+  }
+  absl::StatusOr<std::unique_ptr<PreparedCall>> prepared;
+  try {
+    prepared = served->model->Prepare(served->name, request);
+  } catch (const std::exception& e) {
+    prepared = absl::InternalError(absl::StrCat("model ", served->name, " threw from Decode: ", e.what()));
+  } catch (...) {
+    prepared = absl::InternalError(absl::StrCat("model ", served->name, " threw from Decode"));
+  }
+  if (!prepared.ok()) {
+    // Whatever the model returned, an admission failure is a rejection; keep
+    // its code when it chose one.
+    return prepared.status();
+  }
+  Admission admission;
+  admission.served = served;
+  admission.prepared = *std::move(prepared);
+  admission.options.model = served->name;
+  admission.options.request_id = request.request_id();
+  admission.options.input_bytes = request.input().size();
+  admission.options.deadline = deadline;
+  admission.options.stream_buffer_chunks = limits_.stream_buffer_chunks;
+  admission.options.write_stall_timeout = limits_.write_stall_timeout;
+  admission.options.max_unary_output_bytes = limits_.max_unary_output_bytes;
+  admission.timers = timers_;
+  return admission;
+}
+
+EndCause InferenceService::CancelCause(grpc::CallbackServerContext* context) const {
+  const absl::Time deadline = DeadlineOf(context);
+  if (deadline != absl::InfiniteFuture() && absl::Now() + kDeadlineSlack >= deadline) {
+    return EndCause::kDeadline;
+  }
+  return EndCause::kClientCancelled;  // refined at OnDone: cancel or disconnect
+}
+
+void InferenceService::RecordEnded(const CallSummary& summary) {
+  auto it = models_->find(summary.model);
+  ModelStats* stats = it == models_->end() ? unknown_model_stats_ : it->second.stats.get();
+  stats->RecordEnded(summary.method, summary.cause, summary.stage, summary.status.code());
+  VLOG(1) << MethodName(summary.method) << " model=" << summary.model
+          << (summary.request_id.empty() ? "" : " request_id=" + summary.request_id)
+          << " ended=" << EndCauseName(summary.cause) << " stage=" << EndStageName(summary.stage)
+          << " code=" << StatusCodeName(summary.status.code()) << " chunks=" << summary.chunks
+          << " chunks_after_cancel=" << summary.chunks_after_cancel
+          << " queue_ms=" << absl::ToDoubleMilliseconds(summary.queue_time)
+          << " run_ms=" << absl::ToDoubleMilliseconds(summary.run_time);
+}
+
+void InferenceService::RecordRejected(absl::string_view model, Method method,
+                                      const absl::Status& status) {
+  auto it = models_->find(model);
+  ModelStats* stats = it == models_->end() ? unknown_model_stats_ : it->second.stats.get();
+  stats->RecordEnded(method, EndCause::kRejected, EndStage::kAdmission, status.code());
+  VLOG(1) << MethodName(method) << " model=" << model << " rejected: " << status;
+}
+
+grpc::ServerWriteReactor<v1::PredictChunk>* InferenceService::PredictStream(
+    grpc::CallbackServerContext* context, const v1::PredictRequest* request) {
+  return new PredictStreamReactor(this, context, *request);
+}
+
+grpc::ServerUnaryReactor* InferenceService::Predict(grpc::CallbackServerContext* context,
+                                                    const v1::PredictRequest* request,
+                                                    v1::PredictResponse* response) {
+  return new PredictUnaryReactor(this, context, *request, response);
+}
+
+grpc::ServerUnaryReactor* InferenceService::ListModels(grpc::CallbackServerContext* context,
+                                                       const v1::ListModelsRequest* /*request*/,
+                                                       v1::ListModelsResponse* response) {
+  for (const auto& [name, served] : *models_) {
+    v1::ModelInfo* info = response->add_models();
+    info->set_name(name);
+    info->set_description(served.model->description());
+    for (const ParameterSpec& spec : served.model->parameters().specs()) {
+      v1::ParameterInfo* param = info->add_parameters();
+      param->set_name(spec.name());
+      param->set_type(std::string(spec.type_name()));
+      param->set_description(spec.description());
+    }
+    info->set_workers(served.executor->options().workers);
+    info->set_max_active(served.executor->options().max_active);
+    info->set_queue_capacity(served.executor->options().queue_capacity);
+  }
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+}  // namespace sluice

@@ -1,0 +1,84 @@
+#ifndef SLUICE_SERVICE_INFERENCE_SERVICE_H_
+#define SLUICE_SERVICE_INFERENCE_SERVICE_H_
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "handlers/call.h"
+#include "handlers/executor.h"
+#include "handlers/stats.h"
+#include "handlers/timer_queue.h"
+#include "models/model.h"
+#include "service/peer_probe.h"
+#include "service/served_model.h"
+#include "sluice/v1/inference.grpc.pb.h"
+
+namespace sluice {
+
+// CallLimits: per-call settings that apply to every model.
+struct CallLimits {
+  size_t stream_buffer_chunks = 8;
+  absl::Duration write_stall_timeout = absl::Seconds(10);
+  size_t max_unary_output_bytes = 4 << 20;
+};
+
+// InferenceService implements sluice.v1.Inference with gRPC's callback API:
+// a reactor per call, no thread held while a model computes. Reactors only
+// sequence the RPC; handlers/ decides what the model does.
+class InferenceService final : public v1::Inference::CallbackService {
+ public:
+  // `models`, `timers`, `unknown_model_stats` and `probe` outlive the service.
+  // The set of models is fixed before the service starts; their executors and
+  // stats are thread-safe.
+  InferenceService(CallLimits limits, std::map<std::string, ServedModel, std::less<>>* models,
+                   Timers* timers, ModelStats* unknown_model_stats, PeerProbe* probe);
+
+  // StartDraining: from now on new calls get UNAVAILABLE.
+  void StartDraining() { draining_.store(true); }
+
+  grpc::ServerWriteReactor<v1::PredictChunk>* PredictStream(
+      grpc::CallbackServerContext* context, const v1::PredictRequest* request) override;
+  grpc::ServerUnaryReactor* Predict(grpc::CallbackServerContext* context,
+                                    const v1::PredictRequest* request,
+                                    v1::PredictResponse* response) override;
+  grpc::ServerUnaryReactor* ListModels(grpc::CallbackServerContext* context,
+                                       const v1::ListModelsRequest* request,
+                                       v1::ListModelsResponse* response) override;
+
+  // Admission: what a reactor needs to create its Call.
+  struct Admission {
+    ServedModel* served = nullptr;
+    std::unique_ptr<PreparedCall> prepared;
+    CallOptions options;
+    Timers* timers = nullptr;
+  };
+  // Admit: refuses the call (draining, unknown model, bad input) or decodes
+  // it. Runs on the gRPC thread that received the call.
+  absl::StatusOr<Admission> Admit(grpc::CallbackServerContext* context,
+                                  const v1::PredictRequest& request);
+
+  // CancelCause: how to classify a cancel reported by gRPC (OnCancel).
+  EndCause CancelCause(grpc::CallbackServerContext* context) const;
+
+  // Accounting of ended calls (from reactors).
+  void RecordEnded(const CallSummary& summary);
+  void RecordRejected(absl::string_view model, Method method, const absl::Status& status);
+
+  PeerProbe* probe() { return probe_; }
+
+ private:
+  const CallLimits limits_;
+  std::map<std::string, ServedModel, std::less<>>* const models_;
+  Timers* const timers_;
+  ModelStats* const unknown_model_stats_;
+  PeerProbe* const probe_;
+  std::atomic<bool> draining_{false};
+};
+
+}  // namespace sluice
+
+#endif  // SLUICE_SERVICE_INFERENCE_SERVICE_H_

@@ -1,0 +1,135 @@
+#include "service/peer_probe.h"
+
+#include <arpa/inet.h>
+
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+
+namespace sluice {
+namespace {
+
+constexpr absl::string_view kEstablished = "01";
+
+// Decodes a /proc/net/tcp address ("0100007F:C350", or 32 hex digits for
+// IPv6) into "ip:port"; IPv4-mapped IPv6 addresses come out as IPv4.
+std::optional<std::string> DecodeAddress(absl::string_view hex_addr) {
+  std::vector<absl::string_view> parts = absl::StrSplit(hex_addr, ':');
+  if (parts.size() != 2) return std::nullopt;
+  uint32_t port;
+  if (!absl::SimpleHexAtoi(parts[1], &port)) return std::nullopt;
+  const absl::string_view ip = parts[0];
+  char text[INET6_ADDRSTRLEN];
+  if (ip.size() == 8) {
+    uint32_t word;
+    if (!absl::SimpleHexAtoi(ip, &word)) return std::nullopt;
+    in_addr addr;
+    addr.s_addr = word;  // the kernel prints the address word in host order
+    if (inet_ntop(AF_INET, &addr, text, sizeof(text)) == nullptr) return std::nullopt;
+    return absl::StrCat(text, ":", port);
+  }
+  if (ip.size() == 32) {
+    in6_addr addr;
+    for (int i = 0; i < 4; ++i) {
+      uint32_t word;
+      if (!absl::SimpleHexAtoi(ip.substr(i * 8, 8), &word)) return std::nullopt;
+      std::memcpy(&addr.s6_addr[i * 4], &word, 4);
+    }
+    if (IN6_IS_ADDR_V4MAPPED(&addr)) {
+      in_addr v4;
+      std::memcpy(&v4.s_addr, &addr.s6_addr[12], 4);
+      if (inet_ntop(AF_INET, &v4, text, sizeof(text)) == nullptr) return std::nullopt;
+    } else if (inet_ntop(AF_INET6, &addr, text, sizeof(text)) == nullptr) {
+      return std::nullopt;
+    }
+    return absl::StrCat(text, ":", port);
+  }
+  return std::nullopt;
+}
+
+std::string ReadWholeFile(const char* path) {
+  std::ifstream in(path);
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+}  // namespace
+
+absl::flat_hash_set<std::string> PeerProbe::ParseProcNetTcp(absl::string_view text,
+                                                            int local_port) {
+  absl::flat_hash_set<std::string> out;
+  for (absl::string_view line : absl::StrSplit(text, '\n', absl::SkipEmpty())) {
+    std::vector<absl::string_view> fields =
+        absl::StrSplit(absl::StripAsciiWhitespace(line), ' ', absl::SkipEmpty());
+    // sl local_address rem_address st ...
+    if (fields.size() < 4 || fields[3] != kEstablished) continue;
+    std::optional<std::string> local = DecodeAddress(fields[1]);
+    std::optional<std::string> remote = DecodeAddress(fields[2]);
+    if (!local.has_value() || !remote.has_value()) continue;
+    if (!absl::EndsWith(*local, absl::StrCat(":", local_port))) continue;
+    out.insert(*std::move(remote));
+  }
+  return out;
+}
+
+std::optional<std::string> PeerProbe::NormalizePeer(absl::string_view peer) {
+  std::string host_port;
+  if (absl::ConsumePrefix(&peer, "ipv4:")) {
+    host_port = std::string(peer);
+  } else if (absl::ConsumePrefix(&peer, "ipv6:")) {
+    std::string p(peer);
+    // gRPC writes the brackets either plainly or percent-encoded.
+    for (auto [from, to] : {std::pair<const char*, const char*>{"%5B", "["}, {"%5D", "]"}}) {
+      for (size_t at; (at = p.find(from)) != std::string::npos;) p.replace(at, 3, to);
+    }
+    const size_t close = p.rfind(']');
+    if (p.empty() || p[0] != '[' || close == std::string::npos) return std::nullopt;
+    in6_addr addr;
+    const std::string ip = p.substr(1, close - 1);
+    if (inet_pton(AF_INET6, ip.c_str(), &addr) != 1) return std::nullopt;
+    char text[INET6_ADDRSTRLEN];
+    if (IN6_IS_ADDR_V4MAPPED(&addr)) {
+      in_addr v4;
+      std::memcpy(&v4.s_addr, &addr.s6_addr[12], 4);
+      inet_ntop(AF_INET, &v4, text, sizeof(text));
+    } else {
+      inet_ntop(AF_INET6, &addr, text, sizeof(text));
+    }
+    host_port = absl::StrCat(text, p.substr(close + 1));
+  } else {
+    return std::nullopt;
+  }
+  if (host_port.find(':') == std::string::npos) return std::nullopt;
+  return host_port;
+}
+
+std::optional<bool> PeerProbe::IsConnected(absl::string_view peer, absl::Time since) {
+  std::optional<std::string> key = NormalizePeer(peer);
+  if (!key.has_value()) return std::nullopt;
+  MutexLock lock(&mu_);
+  if (taken_at_ < since) {
+    // One reading serves every cancel that happened before it was taken, so
+    // a storm of cancels costs a handful of readings, not one each.
+    const absl::Time now = absl::Now();
+    std::string text = ReadWholeFile("/proc/net/tcp");
+    if (text.empty()) return std::nullopt;
+    const int port = local_port_.load();
+    established_ = ParseProcNetTcp(text, port);
+    for (const std::string& entry : ParseProcNetTcp(ReadWholeFile("/proc/net/tcp6"), port)) {
+      established_.insert(entry);
+    }
+    taken_at_ = now;
+  }
+  return established_.contains(*key);
+}
+
+}  // namespace sluice

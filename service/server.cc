@@ -1,0 +1,234 @@
+#include "service/server.h"
+
+#include <chrono>
+#include <exception>
+#include <utility>
+
+#include "absl/memory/memory.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "glog/logging.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "grpcpp/server.h"
+#include "grpcpp/server_builder.h"
+#include "handlers/timer_queue.h"
+#include "service/inference_service.h"
+#include "service/peer_probe.h"
+
+namespace sluice {
+namespace {
+
+// After the drain, cancelled calls finish within moments; gRPC resets what a
+// stalled client still holds after this long.
+constexpr absl::Duration kFinishTimeout = absl::Seconds(2);
+// How long workers get to leave their last model step once all calls ended.
+constexpr absl::Duration kWorkerStopTimeout = absl::Seconds(10);
+
+constexpr char kServiceName[] = "sluice.v1.Inference";
+
+std::string HostPort(absl::string_view host, int port) {
+  if (host.find(':') != absl::string_view::npos && !absl::StartsWith(host, "[")) {
+    return absl::StrCat("[", host, "]:", port);
+  }
+  return absl::StrCat(host, ":", port);
+}
+
+absl::Status Validate(const ServerOptions& o) {
+  auto invalid = [](auto... parts) { return absl::InvalidArgumentError(absl::StrCat(parts...)); };
+  if (o.port < 0 || o.port > 65535) return invalid("port must be 0..65535, got ", o.port);
+  if (o.host.empty()) return invalid("host must not be empty");
+  if (o.stream_buffer_chunks < 1) return invalid("stream_buffer_chunks must be at least 1");
+  if (o.write_stall_timeout <= absl::ZeroDuration()) return invalid("write_stall_timeout must be positive");
+  if (o.max_receive_message_bytes < 1) return invalid("max_receive_message_bytes must be positive");
+  if (o.max_concurrent_streams_per_connection < 1) {
+    return invalid("max_concurrent_streams_per_connection must be positive");
+  }
+  if (o.keepalive_time <= absl::ZeroDuration() || o.keepalive_timeout <= absl::ZeroDuration()) {
+    return invalid("keepalive_time and keepalive_timeout must be positive");
+  }
+  auto check = [&](const std::string& who, const ExecutorOptions& e) -> absl::Status {
+    if (e.workers < 1 || e.workers > 1024) return invalid(who, ": workers must be 1..1024, got ", e.workers);
+    if (e.max_active < 1) return invalid(who, ": max_active must be at least 1, got ", e.max_active);
+    if (e.queue_capacity < 0) return invalid(who, ": queue_capacity must be at least 0, got ", e.queue_capacity);
+    return absl::OkStatus();
+  };
+  if (absl::Status s = check("model defaults", o.model_defaults); !s.ok()) return s;
+  for (const auto& [name, e] : o.model_overrides) {
+    if (absl::Status s = check("model " + name, e); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+Server::Server(ServerOptions options, ModelRegistry registry)
+    : options_(std::move(options)), registry_(std::move(registry)) {}
+
+absl::StatusOr<std::unique_ptr<Server>> Server::Start(ServerOptions options,
+                                                      ModelRegistry registry) {
+  if (absl::Status s = Validate(options); !s.ok()) return s;
+  if (registry.empty()) return absl::InvalidArgumentError("no models are registered");
+  for (const auto& entry : options.model_overrides) {
+    if (registry.Find(entry.first) == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "options were given for model ", entry.first, ", which is not registered; models: ",
+          absl::StrJoin(registry.names(), ", ")));
+    }
+  }
+  auto server = absl::WrapUnique(new Server(std::move(options), std::move(registry)));
+  if (absl::Status s = server->Init(); !s.ok()) return s;
+  return server;
+}
+
+absl::Status Server::Init() {
+  for (const std::string& name : registry_.names()) {
+    ModelBase* model = registry_.Find(name);
+    absl::Status status;
+    try {
+      status = model->Setup();
+    } catch (const std::exception& e) {
+      status = absl::InternalError(absl::StrCat("Setup threw: ", e.what()));
+    } catch (...) {
+      status = absl::InternalError("Setup threw");
+    }
+    if (!status.ok()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("model ", name, " failed to set up: ", status.ToString()));
+    }
+  }
+
+  timers_ = std::make_unique<TimerQueue>();
+  for (const std::string& name : registry_.names()) {
+    auto it = options_.model_overrides.find(name);
+    const ExecutorOptions executor_options =
+        it == options_.model_overrides.end() ? options_.model_defaults : it->second;
+    ServedModel& served = models_[name];
+    served.name = name;
+    served.model = registry_.Find(name);
+    served.executor = std::make_unique<Executor>(name, executor_options);
+    served.stats = std::make_unique<ModelStats>(name);
+    served.executor->Start();
+  }
+  unknown_model_stats_ = std::make_unique<ModelStats>("");
+  probe_ = std::make_unique<PeerProbe>();
+
+  CallLimits limits;
+  limits.stream_buffer_chunks = options_.stream_buffer_chunks;
+  limits.write_stall_timeout = options_.write_stall_timeout;
+  limits.max_unary_output_bytes = options_.max_unary_output_bytes;
+  service_ = std::make_unique<InferenceService>(limits, &models_, timers_.get(),
+                                                unknown_model_stats_.get(), probe_.get());
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  const std::string address = HostPort(options_.host, options_.port);
+  builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &port_);
+  builder.SetMaxReceiveMessageSize(options_.max_receive_message_bytes);
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS,
+                             options_.max_concurrent_streams_per_connection);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS,
+                             static_cast<int>(absl::ToInt64Milliseconds(options_.keepalive_time)));
+  builder.AddChannelArgument(
+      GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
+      static_cast<int>(absl::ToInt64Milliseconds(options_.keepalive_timeout)));
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  // Keep pinging a peer that receives nothing (e.g. a stalled or vanished one).
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+  // Let clients keep their own connections alive every 10 s or more.
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
+  builder.RegisterService(service_.get());
+  grpc_server_ = builder.BuildAndStart();
+  if (grpc_server_ == nullptr || port_ == 0) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", address,
+                                               " (address in use or not available?)"));
+  }
+  probe_->set_local_port(port_);
+
+  grpc::HealthCheckServiceInterface* health = grpc_server_->GetHealthCheckService();
+  health->SetServingStatus(kServiceName, true);
+  for (const auto& entry : models_) {
+    health->SetServingStatus(absl::StrCat(kServiceName, "/", entry.first), true);
+  }
+  LOG(INFO) << "sluice serving " << absl::StrJoin(registry_.names(), ", ") << " on "
+            << HostPort(options_.host, port_);
+  return absl::OkStatus();
+}
+
+Server::~Server() {
+  bool clean;
+  {
+    MutexLock lock(&mu_);
+    clean = shutdown_started_ ? shutdown_clean_ : true;
+  }
+  if (grpc_server_ != nullptr) clean = Shutdown(absl::ZeroDuration());
+  if (!clean) {
+    // A worker is still inside a model step: everything it may touch on its
+    // way out stays alive for the rest of the process.
+    for (auto& entry : models_) {
+      entry.second.executor.release();
+      entry.second.stats.release();
+    }
+    timers_.release();
+    new ModelRegistry(std::move(registry_));
+  }
+}
+
+std::string Server::target() const {
+  const absl::string_view host =
+      options_.host == "0.0.0.0" ? "127.0.0.1" : (options_.host == "::" ? "::1" : options_.host);
+  return HostPort(host, port_);
+}
+
+bool Server::Shutdown(absl::Duration grace) {
+  {
+    MutexLock lock(&mu_);
+    if (shutdown_started_) {
+      while (!shutdown_done_) done_cv_.Wait(&mu_);
+      return shutdown_clean_;
+    }
+    shutdown_started_ = true;
+  }
+  LOG(INFO) << "shutting down: new calls get UNAVAILABLE; calls in flight have "
+            << absl::FormatDuration(grace) << " to finish";
+  service_->StartDraining();
+  grpc_server_->GetHealthCheckService()->SetServingStatus(false);
+
+  const absl::Time drain_deadline = absl::Now() + grace;
+  for (auto& entry : models_) entry.second.executor->WaitIdle(drain_deadline);
+  for (auto& entry : models_) entry.second.executor->CancelAll(EndCause::kShutdown);
+  grpc_server_->Shutdown(absl::ToChronoTime(absl::Now() + kFinishTimeout));
+
+  bool clean = true;
+  for (auto& entry : models_) {
+    clean &= entry.second.executor->Stop(absl::Now() + kWorkerStopTimeout);
+  }
+  LOG(INFO) << "shutdown " << (clean ? "complete" : "incomplete: a model step never returned");
+  MutexLock lock(&mu_);
+  shutdown_done_ = true;
+  shutdown_clean_ = clean;
+  done_cv_.SignalAll();
+  return clean;
+}
+
+void Server::Wait() {
+  MutexLock lock(&mu_);
+  while (!shutdown_done_) done_cv_.Wait(&mu_);
+}
+
+const ModelStats* Server::stats(absl::string_view model) const {
+  auto it = models_.find(model);
+  return it == models_.end() ? nullptr : it->second.stats.get();
+}
+
+const Executor* Server::executor(absl::string_view model) const {
+  auto it = models_.find(model);
+  return it == models_.end() ? nullptr : it->second.executor.get();
+}
+
+std::vector<std::string> Server::model_names() const { return registry_.names(); }
+
+}  // namespace sluice

@@ -1,0 +1,135 @@
+#ifndef SLUICE_SERVICE_SERVER_H_
+#define SLUICE_SERVICE_SERVER_H_
+
+// The sluice server as a library: register models, start, wait, shut down.
+//
+//   sluice::ModelRegistry registry;
+//   registry.Register("shout", std::make_unique<Shout>());
+//   sluice::ServerOptions options;
+//   options.port = 50051;
+//   auto server = sluice::Server::Start(options, std::move(registry));
+//   if (!server.ok()) { LOG(ERROR) << server.status(); return 1; }
+//   (*server)->Wait();  // until Shutdown, e.g. from a signal handler thread
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "handlers/executor.h"
+#include "handlers/stats.h"
+#include "models/registry.h"
+#include "models/sync.h"
+#include "service/served_model.h"
+
+namespace grpc {
+class Server;
+}
+
+namespace sluice {
+
+class InferenceService;
+class PeerProbe;
+class TimerQueue;
+
+// ServerOptions: everything a sluice server can be told. Defaults suit a
+// development machine; each field says what it bounds.
+struct ServerOptions {
+  // Address to listen on: "127.0.0.1", "0.0.0.0", "::", "::1", a host name.
+  std::string host = "127.0.0.1";
+  // TCP port; 0 picks a free one (see Server::port()).
+  int port = 50051;
+
+  // Scheduling of every model unless overridden below.
+  ExecutorOptions model_defaults;
+  // Per-model scheduling, by model name.
+  std::map<std::string, ExecutorOptions> model_overrides;
+
+  // Encoded chunks buffered per stream (counting the one being written).
+  // When full, the model is not asked for more until the client reads.
+  size_t stream_buffer_chunks = 8;
+  // A client that has not taken a chunk for this long while its buffer is
+  // full is stalled: its stream is cancelled and its generator released.
+  absl::Duration write_stall_timeout = absl::Seconds(10);
+  // Largest output a unary Predict may return (PredictStream has no limit).
+  size_t max_unary_output_bytes = 4 << 20;
+  // Largest request message accepted.
+  int max_receive_message_bytes = 4 << 20;
+  // Concurrent streams (calls) one HTTP/2 connection may carry.
+  int max_concurrent_streams_per_connection = 1000;
+
+  // Server keepalive: a ping after this much time without activity...
+  absl::Duration keepalive_time = absl::Seconds(10);
+  // ...and the connection is closed if it is not answered within this. A
+  // vanished peer is thus detected within about time + timeout.
+  absl::Duration keepalive_timeout = absl::Seconds(10);
+
+  // How long Shutdown lets calls in flight finish before cancelling them
+  // (used by Server::Shutdown() without an argument).
+  absl::Duration shutdown_grace = absl::Seconds(10);
+};
+
+// Server: a running sluice server.
+class Server {
+ public:
+  // Start: sets up every model (Model::Setup), then starts serving.
+  // Fails if a model fails to set up, an option is invalid, or the address
+  // cannot be bound.
+  static absl::StatusOr<std::unique_ptr<Server>> Start(ServerOptions options,
+                                                       ModelRegistry registry);
+
+  // Shuts down (with no grace) if Shutdown was not called.
+  ~Server();
+
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // port: the port the server listens on (the chosen one if 0 was asked).
+  int port() const { return port_; }
+  // target: "host:port" for a client on this machine to dial.
+  std::string target() const;
+
+  // Shutdown: drains and stops the server. New calls are refused with
+  // UNAVAILABLE at once; calls in flight may finish within `grace`; then the
+  // rest are cancelled (clients still listening get UNAVAILABLE), every
+  // generator is released and the workers stop. Returns false if a model
+  // step did not return (its worker is left behind; exit the process).
+  // Thread-safe and idempotent; not to be called from a gRPC callback.
+  bool Shutdown(absl::Duration grace);
+  bool Shutdown() { return Shutdown(options_.shutdown_grace); }
+
+  // Wait: blocks until Shutdown has finished.
+  void Wait();
+
+  // stats/executor: per model, for tests, metrics and tools. nullptr if unknown.
+  const ModelStats* stats(absl::string_view model) const;
+  const Executor* executor(absl::string_view model) const;
+  // ModelNames: the served models, sorted.
+  std::vector<std::string> model_names() const;
+
+ private:
+  Server(ServerOptions options, ModelRegistry registry);
+  absl::Status Init();
+
+  const ServerOptions options_;
+  ModelRegistry registry_;
+  std::unique_ptr<TimerQueue> timers_;
+  std::map<std::string, ServedModel, std::less<>> models_;
+  std::unique_ptr<ModelStats> unknown_model_stats_;
+  std::unique_ptr<PeerProbe> probe_;
+  std::unique_ptr<InferenceService> service_;
+  std::unique_ptr<grpc::Server> grpc_server_;
+  int port_ = 0;
+
+  Mutex mu_;
+  CondVar done_cv_;
+  bool shutdown_started_ ABSL_GUARDED_BY(mu_) = false;
+  bool shutdown_done_ ABSL_GUARDED_BY(mu_) = false;
+  bool shutdown_clean_ ABSL_GUARDED_BY(mu_) = true;
+};
+
+}  // namespace sluice
+
+#endif  // SLUICE_SERVICE_SERVER_H_

@@ -1,0 +1,205 @@
+#include "service/server_main.h"
+
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "glog/logging.h"
+
+ABSL_FLAG(std::string, host, "127.0.0.1",
+          "Address to listen on, e.g. 127.0.0.1, 0.0.0.0, ::1 or ::.");
+ABSL_FLAG(int, port, 50051, "TCP port to listen on; 0 picks a free port and logs it.");
+ABSL_FLAG(std::string, port_file, "",
+          "If set, the chosen port is written to this file once the server listens.");
+ABSL_FLAG(int, workers, 2, "Worker threads per model (unless --model_options says otherwise).");
+ABSL_FLAG(int, max_active, 256,
+          "Calls per model that may be generating at once; more wait in the queue.");
+ABSL_FLAG(int, queue_capacity, 1024,
+          "Calls per model that may wait for a slot; more get RESOURCE_EXHAUSTED at once.");
+ABSL_FLAG(std::string, model_options, "",
+          "Per-model scheduling, overriding --workers/--max_active/--queue_capacity, e.g. "
+          "\"synthetic:workers=4,max_active=64,queue_capacity=512;charlm:workers=1\".");
+ABSL_FLAG(int, stream_buffer_chunks, 8,
+          "Encoded chunks buffered per stream; when full the model pauses until the client "
+          "reads.");
+ABSL_FLAG(int, write_stall_timeout_ms, 10000,
+          "A stream whose client has not read for this long while its buffer is full is "
+          "cancelled and its worker freed.");
+ABSL_FLAG(int64_t, max_unary_output_bytes, 4 << 20,
+          "Largest output a unary Predict may return; longer outputs need PredictStream.");
+ABSL_FLAG(int, max_receive_message_bytes, 4 << 20, "Largest request message accepted.");
+ABSL_FLAG(int, max_concurrent_streams, 1000, "Concurrent calls one client connection may carry.");
+ABSL_FLAG(int, keepalive_time_ms, 10000,
+          "Ping a connection after this long without activity (detects vanished peers).");
+ABSL_FLAG(int, keepalive_timeout_ms, 10000,
+          "Close a connection whose ping is not answered within this long.");
+ABSL_FLAG(int, shutdown_grace_ms, 10000,
+          "On SIGTERM/SIGINT, calls in flight may finish within this long; then they are "
+          "cancelled.");
+ABSL_FLAG(int, vlog, 0, "Verbose logging level: 1 logs every ended call.");
+
+namespace sluice {
+namespace {
+
+absl::Status WritePortFile(const std::string& path, int port) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp);
+    out << port << "\n";
+    if (!out) return absl::UnavailableError(absl::StrCat("cannot write ", tmp));
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    return absl::UnavailableError(absl::StrCat("cannot rename ", tmp, " to ", path));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::map<std::string, ExecutorOptions>> ParseModelOptions(
+    absl::string_view spec, const ExecutorOptions& defaults) {
+  std::map<std::string, ExecutorOptions> out;
+  for (absl::string_view entry : absl::StrSplit(spec, ';', absl::SkipWhitespace())) {
+    entry = absl::StripAsciiWhitespace(entry);
+    std::pair<absl::string_view, absl::string_view> name_rest = absl::StrSplit(entry, ':');
+    const std::string name(absl::StripAsciiWhitespace(name_rest.first));
+    if (name.empty() || entry.find(':') == absl::string_view::npos) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--model_options entry \"", entry, "\" must look like name:key=value,key=value"));
+    }
+    ExecutorOptions options = defaults;
+    for (absl::string_view kv : absl::StrSplit(name_rest.second, ',', absl::SkipWhitespace())) {
+      std::pair<absl::string_view, absl::string_view> key_value = absl::StrSplit(kv, '=');
+      const absl::string_view key = absl::StripAsciiWhitespace(key_value.first);
+      int value;
+      if (!absl::SimpleAtoi(absl::StripAsciiWhitespace(key_value.second), &value)) {
+        return absl::InvalidArgumentError(absl::StrCat("--model_options for ", name, ": \"", kv,
+                                                       "\" needs an integer value"));
+      }
+      if (key == "workers") {
+        options.workers = value;
+      } else if (key == "max_active") {
+        options.max_active = value;
+      } else if (key == "queue_capacity") {
+        options.queue_capacity = value;
+      } else {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "--model_options for ", name, ": unknown key \"", key,
+            "\"; use workers, max_active or queue_capacity"));
+      }
+    }
+    if (!out.emplace(name, options).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--model_options names model ", name, " twice"));
+    }
+  }
+  return out;
+}
+
+absl::StatusOr<ServerOptions> ServerOptionsFromFlags() {
+  ServerOptions options;
+  options.host = absl::GetFlag(FLAGS_host);
+  options.port = absl::GetFlag(FLAGS_port);
+  options.model_defaults.workers = absl::GetFlag(FLAGS_workers);
+  options.model_defaults.max_active = absl::GetFlag(FLAGS_max_active);
+  options.model_defaults.queue_capacity = absl::GetFlag(FLAGS_queue_capacity);
+  absl::StatusOr<std::map<std::string, ExecutorOptions>> overrides =
+      ParseModelOptions(absl::GetFlag(FLAGS_model_options), options.model_defaults);
+  if (!overrides.ok()) return overrides.status();
+  options.model_overrides = *std::move(overrides);
+  const int buffer = absl::GetFlag(FLAGS_stream_buffer_chunks);
+  if (buffer < 1) return absl::InvalidArgumentError("--stream_buffer_chunks must be at least 1");
+  options.stream_buffer_chunks = static_cast<size_t>(buffer);
+  options.write_stall_timeout = absl::Milliseconds(absl::GetFlag(FLAGS_write_stall_timeout_ms));
+  const int64_t unary = absl::GetFlag(FLAGS_max_unary_output_bytes);
+  if (unary < 1) return absl::InvalidArgumentError("--max_unary_output_bytes must be positive");
+  options.max_unary_output_bytes = static_cast<size_t>(unary);
+  options.max_receive_message_bytes = absl::GetFlag(FLAGS_max_receive_message_bytes);
+  options.max_concurrent_streams_per_connection = absl::GetFlag(FLAGS_max_concurrent_streams);
+  options.keepalive_time = absl::Milliseconds(absl::GetFlag(FLAGS_keepalive_time_ms));
+  options.keepalive_timeout = absl::Milliseconds(absl::GetFlag(FLAGS_keepalive_timeout_ms));
+  options.shutdown_grace = absl::Milliseconds(absl::GetFlag(FLAGS_shutdown_grace_ms));
+  return options;
+}
+
+int ServerMain(int argc, char** argv,
+               const std::function<absl::Status(ModelRegistry*)>& register_models) {
+  // Block the shutdown signals before any thread starts, so that every
+  // thread inherits the mask and only the signal thread below receives them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  absl::SetProgramUsageMessage(
+      "A sluice gRPC inference server.\n"
+      "Serves sluice.v1.Inference (plus grpc.health.v1.Health and server reflection) and\n"
+      "stops a model's work the moment nobody wants it.");
+  absl::ParseCommandLine(argc, argv);
+  FLAGS_logtostderr = true;
+  FLAGS_v = absl::GetFlag(FLAGS_vlog);
+  google::InitGoogleLogging(argv[0]);
+
+  absl::StatusOr<ServerOptions> options = ServerOptionsFromFlags();
+  if (!options.ok()) {
+    LOG(ERROR) << options.status().message();
+    return 2;
+  }
+  ModelRegistry registry;
+  if (absl::Status s = register_models(&registry); !s.ok()) {
+    LOG(ERROR) << "registering models failed: " << s;
+    return 2;
+  }
+  absl::StatusOr<std::unique_ptr<Server>> server = Server::Start(*options, std::move(registry));
+  if (!server.ok()) {
+    LOG(ERROR) << "cannot start: " << server.status();
+    return 1;
+  }
+  LOG(INFO) << "listening on " << (*server)->target() << "; try: sluice_cli --target="
+            << (*server)->target() << " --model=charlm --input='The river' --stream";
+  if (const std::string path = absl::GetFlag(FLAGS_port_file); !path.empty()) {
+    if (absl::Status s = WritePortFile(path, (*server)->port()); !s.ok()) {
+      LOG(ERROR) << s;
+      (*server)->Shutdown(absl::ZeroDuration());
+      return 1;
+    }
+  }
+
+  Server* raw = server->get();
+  std::thread([raw, signals] {
+    int sig = 0;
+    sigwait(&signals, &sig);
+    LOG(INFO) << "received " << strsignal(sig) << "; draining (send it again to exit at once)";
+    std::thread([raw] { raw->Shutdown(); }).detach();
+    sigwait(&signals, &sig);
+    LOG(WARNING) << "received " << strsignal(sig) << " again; exiting without draining";
+    google::FlushLogFiles(google::GLOG_INFO);
+    _exit(1);
+  }).detach();
+
+  (*server)->Wait();
+  const bool clean = (*server)->Shutdown();  // returns the finished shutdown's result
+  if (!clean) {
+    // A worker is still inside a model step; do not run destructors under it.
+    google::FlushLogFiles(google::GLOG_INFO);
+    _exit(1);
+  }
+  server->reset();
+  return 0;
+}
+
+}  // namespace sluice

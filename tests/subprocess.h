@@ -1,0 +1,43 @@
+#ifndef SLUICE_TESTS_SUBPROCESS_H_
+#define SLUICE_TESTS_SUBPROCESS_H_
+
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace sluice::testing {
+
+// Subprocess: a child process a test starts, waits for or kills. The child's
+// stdout and stderr go to files under TEST_TMPDIR. The destructor kills a
+// child that is still running (SIGKILL) and reaps it.
+class Subprocess {
+ public:
+  static absl::StatusOr<std::unique_ptr<Subprocess>> Start(std::vector<std::string> argv);
+  ~Subprocess();
+
+  pid_t pid() const { return pid_; }
+  // Kill: sends `signal` to the child.
+  void Kill(int signal);
+  // Wait: waits up to `timeout` for the child to exit; its wait status, or
+  // DEADLINE_EXCEEDED.
+  absl::StatusOr<int> Wait(absl::Duration timeout);
+  std::string Stdout() const;
+  std::string Stderr() const;
+
+ private:
+  Subprocess() = default;
+  pid_t pid_ = -1;
+  bool reaped_ = false;
+  std::string stdout_path_, stderr_path_;
+};
+
+// RunfilePath: the path of a data dependency, e.g. "client/sluice_cli".
+std::string RunfilePath(const std::string& workspace_relative);
+
+}  // namespace sluice::testing
+
+#endif  // SLUICE_TESTS_SUBPROCESS_H_

@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <poll.h>
 #include <spawn.h>
+#include <sys/inotify.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <fcntl.h>
@@ -108,6 +109,50 @@ absl::StatusOr<int> Subprocess::Wait(absl::Duration timeout) {
   if (waitpid(pid_, &status, 0) != pid_) return absl::InternalError("waitpid failed");
   reaped_ = true;
   return status;
+}
+
+bool Subprocess::Running() const {
+  if (reaped_) return false;
+  siginfo_t info{};
+  // WNOWAIT: look without reaping, so Wait still gets the status.
+  if (waitid(P_PID, pid_, &info, WEXITED | WNOHANG | WNOWAIT) != 0) return false;
+  return info.si_pid == 0;
+}
+
+absl::StatusOr<std::string> WaitForFile(const std::string& path, Subprocess& process,
+                                        absl::Duration timeout) {
+  const size_t slash = path.rfind('/');
+  const std::string dir = slash == std::string::npos ? "." : path.substr(0, slash);
+  const int inotify = inotify_init1(IN_CLOEXEC);
+  if (inotify < 0) return absl::InternalError("inotify_init1 failed");
+  inotify_add_watch(inotify, dir.c_str(), IN_MOVED_TO | IN_CLOSE_WRITE);
+  const int pidfd = static_cast<int>(syscall(SYS_pidfd_open, process.pid(), 0));
+  const absl::Time deadline = absl::Now() + timeout;
+  absl::Status result = absl::DeadlineExceededError(absl::StrCat(path, " did not appear"));
+  std::string content;
+  while (true) {
+    // Checked after the watch is in place, so a file created before it is seen too.
+    if (access(path.c_str(), F_OK) == 0) {
+      content = ReadFile(path);
+      result = absl::OkStatus();
+      break;
+    }
+    pollfd fds[2] = {{inotify, POLLIN, 0}, {pidfd, POLLIN, 0}};
+    const int64_t left = absl::ToInt64Milliseconds(deadline - absl::Now());
+    if (left <= 0) break;
+    if (poll(fds, pidfd >= 0 ? 2 : 1, static_cast<int>(left)) <= 0) break;
+    if (fds[1].revents & POLLIN) {
+      if (access(path.c_str(), F_OK) == 0) continue;
+      result = absl::FailedPreconditionError("the process exited before creating " + path);
+      break;
+    }
+    char events[4096];
+    (void)!read(inotify, events, sizeof(events));  // drain; the loop re-checks the path
+  }
+  close(inotify);
+  if (pidfd >= 0) close(pidfd);
+  if (!result.ok()) return result;
+  return content;
 }
 
 std::string Subprocess::Stdout() const { return ReadFile(stdout_path_); }

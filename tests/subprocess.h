@@ -20,6 +20,8 @@ class Subprocess {
   ~Subprocess();
 
   pid_t pid() const { return pid_; }
+  // Running: false once the child has exited (without reaping it).
+  bool Running() const;
   // Kill: sends `signal` to the child.
   void Kill(int signal);
   // Wait: waits up to `timeout` for the child to exit; its wait status, or
@@ -34,6 +36,13 @@ class Subprocess {
   bool reaped_ = false;
   std::string stdout_path_, stderr_path_;
 };
+
+// WaitForFile: waits until `path` is created (complete: written elsewhere and
+// renamed into place, or closed after writing) and returns its content.
+// Fails early if `process` exits first, or after `timeout`. Event-driven
+// (inotify and a pidfd), no polling.
+absl::StatusOr<std::string> WaitForFile(const std::string& path, Subprocess& process,
+                                        absl::Duration timeout);
 
 // RunfilePath: the path of a data dependency, e.g. "client/sluice_cli".
 std::string RunfilePath(const std::string& workspace_relative);

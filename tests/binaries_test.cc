@@ -1,0 +1,196 @@
+// The server binaries as a user runs them: started as processes with flags,
+// called over loopback, stopped with SIGTERM.
+
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include <fstream>
+#include <memory>
+#include <string>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "client/sluice_client.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "models/model_testing.h"
+#include "tests/subprocess.h"
+
+namespace sluice::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr absl::Duration kWait = absl::Seconds(30);
+
+// ServerProcess: a server binary started with --port=0, its port read from
+// the --port_file it writes once it listens.
+class ServerProcess {
+ public:
+  ServerProcess(const std::string& binary, std::vector<std::string> flags) {
+    static int counter = 0;
+    dir_ = absl::StrCat(std::getenv("TEST_TMPDIR"), "/server_", counter++);
+    mkdir(dir_.c_str(), 0755);
+    std::vector<std::string> argv = {RunfilePath(binary), "--port=0",
+                                     "--port_file=" + dir_ + "/port"};
+    argv.insert(argv.end(), flags.begin(), flags.end());
+    absl::StatusOr<std::unique_ptr<Subprocess>> process = Subprocess::Start(argv);
+    EXPECT_TRUE(process.ok()) << process.status();
+    if (process.ok()) process_ = *std::move(process);
+  }
+
+  // WaitReady: true once the server listens (its port file appeared); false
+  // if it exited first or did not get there in time.
+  bool WaitReady() {
+    absl::StatusOr<std::string> text = WaitForFile(dir_ + "/port", *process_, kWait);
+    int port;
+    if (!text.ok() || !absl::SimpleAtoi(absl::StripAsciiWhitespace(*text), &port)) return false;
+    target_ = absl::StrCat("127.0.0.1:", port);
+    client_ = SluiceClient::Connect(target_);
+    return true;
+  }
+
+  const std::string& target() const { return target_; }
+  SluiceClient& client() { return *client_; }
+  Subprocess& process() { return *process_; }
+
+ private:
+  std::string dir_;
+  std::string target_;
+  std::unique_ptr<Subprocess> process_;
+  std::unique_ptr<SluiceClient> client_;
+};
+
+// RunCli: runs sluice_cli against `target`; its exit code, stdout and stderr.
+struct CliRun {
+  int exit_code = -1;
+  std::string out, err;
+};
+CliRun RunCli(const std::string& target, std::vector<std::string> args) {
+  std::vector<std::string> argv = {RunfilePath("client/sluice_cli"), "--target=" + target};
+  argv.insert(argv.end(), args.begin(), args.end());
+  CliRun run;
+  absl::StatusOr<std::unique_ptr<Subprocess>> cli = Subprocess::Start(argv);
+  if (!cli.ok()) return run;
+  absl::StatusOr<int> status = (*cli)->Wait(kWait);
+  if (status.ok() && WIFEXITED(*status)) run.exit_code = WEXITSTATUS(*status);
+  run.out = (*cli)->Stdout();
+  run.err = (*cli)->Stderr();
+  return run;
+}
+
+TEST(BinariesTest, ExampleUserServerServesItsModelAndStopsOnSigterm) {
+  ServerProcess server("models/example/shout_server", {});
+  ASSERT_TRUE(server.WaitReady()) << server.process().Stderr();
+  StreamResult result = server.client().PredictStream(
+      MakeRequest("shout", "abc", {{"repeat", IntParam(2)}}), StreamOptions());
+  ASSERT_TRUE(result.status.ok()) << result.status.error_message();
+  EXPECT_EQ(result.output, "ABCABC");
+  EXPECT_EQ(result.chunks, 6);
+
+  absl::StatusOr<v1::PredictResponse> empty = server.client().Predict(MakeRequest("shout", ""));
+  EXPECT_EQ(empty.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(empty.status().message(), HasSubstr("needs some input"));
+
+  server.process().Kill(SIGTERM);
+  absl::StatusOr<int> status = server.process().Wait(kWait);
+  ASSERT_TRUE(status.ok());
+  EXPECT_TRUE(WIFEXITED(*status)) << server.process().Stderr();
+  EXPECT_EQ(WEXITSTATUS(*status), 0);
+  EXPECT_THAT(server.process().Stderr(), HasSubstr("shutdown complete"));
+}
+
+TEST(BinariesTest, StockServerServesTheBuiltinModels) {
+  ServerProcess server("service/sluice_server", {"--workers=1"});
+  ASSERT_TRUE(server.WaitReady()) << server.process().Stderr();
+  absl::StatusOr<v1::ListModelsResponse> models = server.client().ListModels();
+  ASSERT_TRUE(models.ok());
+  ASSERT_EQ(models->models_size(), 3);
+  EXPECT_EQ(models->models(0).workers(), 1u);
+  absl::StatusOr<v1::PredictResponse> text = server.client().Predict(MakeRequest(
+      "charlm", "The", {{"max_tokens", IntParam(40)}, {"seed", IntParam(1)}}));
+  ASSERT_TRUE(text.ok()) << text.status();
+  EXPECT_FALSE(text->output().empty());
+  server.process().Kill(SIGINT);
+  absl::StatusOr<int> status = server.process().Wait(kWait);
+  ASSERT_TRUE(status.ok());
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << server.process().Stderr();
+}
+
+TEST(BinariesTest, BadFlagsAreReportedAndTheServerDoesNotStart) {
+  ServerProcess server("service/sluice_server", {"--model_options=synthetic:workrs=2"});
+  EXPECT_FALSE(server.WaitReady());
+  absl::StatusOr<int> status = server.process().Wait(kWait);
+  ASSERT_TRUE(status.ok());
+  EXPECT_TRUE(WIFEXITED(*status));
+  EXPECT_NE(WEXITSTATUS(*status), 0);
+  EXPECT_THAT(server.process().Stderr(), HasSubstr("unknown key \"workrs\""));
+}
+
+TEST(BinariesTest, HelpDocumentsEveryServerFlag) {
+  absl::StatusOr<std::unique_ptr<Subprocess>> help =
+      Subprocess::Start({RunfilePath("service/sluice_server"), "--helpfull"});
+  ASSERT_TRUE(help.ok());
+  ASSERT_TRUE((*help)->Wait(kWait).ok());
+  const std::string text = (*help)->Stdout();
+  for (const char* flag : {"--host", "--port", "--workers", "--max_active", "--queue_capacity",
+                           "--model_options", "--stream_buffer_chunks", "--write_stall_timeout_ms",
+                           "--keepalive_time_ms", "--keepalive_timeout_ms", "--shutdown_grace_ms",
+                           "--charlm_corpus", "--charlm_order"}) {
+    EXPECT_THAT(text, HasSubstr(flag)) << flag;
+  }
+}
+
+TEST(BinariesTest, CliStreamsCancelsAndExitsWithTheStatus) {
+  ServerProcess server("service/sluice_server", {});
+  ASSERT_TRUE(server.WaitReady()) << server.process().Stderr();
+
+  CliRun ok = RunCli(server.target(), {"--model=echo", "--input=hello", "--stream"});
+  EXPECT_EQ(ok.exit_code, 0) << ok.err;
+  EXPECT_EQ(ok.out, "hello\n");
+  EXPECT_THAT(ok.err, HasSubstr("status=OK finish_reason=FINISH_REASON_STOP chunks=2"));
+
+  CliRun params = RunCli(server.target(), {"--model=synthetic", "--param", "tokens=2",
+                                           "--param=chunk_bytes=4", "--stream"});
+  EXPECT_EQ(params.exit_code, 0) << params.err;
+  EXPECT_EQ(params.out, "t0 .t1 .\n");
+
+  CliRun unary = RunCli(server.target(), {"--model=echo", "--input=hi"});
+  EXPECT_EQ(unary.exit_code, 0) << unary.err;
+  EXPECT_EQ(unary.out, "hi");
+
+  CliRun missing = RunCli(server.target(), {"--model=nope"});
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_THAT(missing.err, HasSubstr("status=NOT_FOUND"));
+
+  CliRun cancelled = RunCli(server.target(), {"--model=synthetic", "--param=tokens=100000",
+                                              "--param=token_cost_us=1000", "--stream",
+                                              "--cancel_after_chunks=3"});
+  EXPECT_EQ(cancelled.exit_code, 1);
+  EXPECT_THAT(cancelled.err, HasSubstr("status=CANCELLED"));
+  EXPECT_THAT(cancelled.err, HasSubstr("cancelled_by=client chunks=3"));
+
+  CliRun timed = RunCli(server.target(), {"--model=synthetic", "--param=tokens=100000",
+                                          "--param=token_cost_us=1000", "--stream",
+                                          "--cancel_after_ms=100", "--quiet"});
+  EXPECT_EQ(timed.exit_code, 1);
+  EXPECT_THAT(timed.err, HasSubstr("status=CANCELLED"));
+
+  CliRun late = RunCli(server.target(), {"--model=synthetic", "--param=tokens=100000",
+                                         "--param=token_cost_us=1000", "--deadline_ms=100"});
+  EXPECT_EQ(late.exit_code, 1);
+  EXPECT_THAT(late.err, HasSubstr("status=DEADLINE_EXCEEDED"));
+
+  CliRun bad = RunCli(server.target(), {"--model=charlm", "--param=temperature=hot"});
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_THAT(bad.err, HasSubstr("must be set as double_param, got string_param"));
+
+  CliRun list = RunCli(server.target(), {"--list_models"});
+  EXPECT_EQ(list.exit_code, 0);
+  EXPECT_THAT(list.out, HasSubstr("--param max_tokens=<int64>"));
+}
+
+}  // namespace
+}  // namespace sluice::testing

@@ -273,22 +273,13 @@ void Call::OnRpcDone() {
   Apply(after);
 }
 
-void Call::set_peer_cause(EndCause cause) {
-  MutexLock lock(&mu_);
-  if (cause_ == EndCause::kClientCancelled) cause_ = cause;
-}
-
-bool Call::ended_by_peer() const {
-  MutexLock lock(&mu_);
-  return cause_ == EndCause::kClientCancelled;
-}
-
 void Call::MaybeReportLocked(AfterUnlock& after) {
   if (reported_ || !rpc_done_ || phase_ != Phase::kEnded) return;
   reported_ = true;
   CallSummary summary;
   summary.model = options_.model;
   summary.request_id = options_.request_id;
+  summary.peer = options_.peer;
   summary.method = method_;
   summary.cause = cause_.value_or(EndCause::kError);
   summary.stage = stage_;

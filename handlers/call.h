@@ -28,6 +28,8 @@ struct CallOptions {
   std::string model;
   // The caller's request_id, echoed on the final message.
   std::string request_id;
+  // The client's address as gRPC reports it (ServerContext::peer()).
+  std::string peer;
   // Bytes of input, for the usage report.
   uint64_t input_bytes = 0;
   // When the call's deadline expires; generation stops then.
@@ -48,7 +50,11 @@ struct CallOptions {
 struct CallSummary {
   std::string model;
   std::string request_id;
+  std::string peer;
   Method method = Method::kPredictStream;
+  // A cancel that came from the client's side is reported as
+  // kClientCancelled; whether its connection was lost (kDisconnected) is for
+  // the service to tell.
   EndCause cause = EndCause::kCompleted;
   EndStage stage = EndStage::kQueued;
   absl::Status status;             // what the RPC was finished with
@@ -102,13 +108,6 @@ class Call : public std::enable_shared_from_this<Call> {
 
   // OnRpcDone: the RPC is over (the reactor's OnDone). Triggers the report.
   void OnRpcDone();
-
-  // set_peer_cause: refines how a peer-initiated cancel is classified
-  // (client cancel or disconnect), before the report. Service layer only.
-  void set_peer_cause(EndCause cause);
-
-  // cause_is_peer: whether the call ended by a peer-initiated cancel.
-  bool ended_by_peer() const;
 
   const CallOptions& options() const { return options_; }
   Method method() const { return method_; }

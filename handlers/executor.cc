@@ -43,7 +43,16 @@ absl::Status Executor::Admit(const std::shared_ptr<Call>& call) {
   }
   state.admitted = true;
   state.admitted_pos = admitted_.insert(admitted_.end(), call);
+  idle_cv_.SignalAll();
   return absl::OkStatus();
+}
+
+bool Executor::WaitForQueued(int n, absl::Time deadline) {
+  MutexLock lock(&mu_);
+  while (static_cast<int>(waiting_.size()) < n) {
+    if (idle_cv_.WaitWithDeadline(&mu_, deadline)) return static_cast<int>(waiting_.size()) >= n;
+  }
+  return true;
 }
 
 void Executor::Schedule(std::shared_ptr<Call> call) {

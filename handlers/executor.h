@@ -61,6 +61,10 @@ class Executor {
   // such workers are detached and the Executor must then never be destroyed.
   bool Stop(absl::Time deadline = absl::InfiniteFuture());
 
+  // WaitForQueued: blocks until at least `n` calls wait in the queue, or
+  // `deadline` passes. Returns true if they do. For tests and tools.
+  bool WaitForQueued(int n, absl::Time deadline);
+
   // WaitQuiescent: blocks until no turn is running or runnable (every
   // admitted call is parked: queued, blocked on its client, or sleeping), or
   // `deadline` passes. Returns true if quiescent. For tests and drains.
@@ -89,7 +93,7 @@ class Executor {
 
   mutable Mutex mu_;
   CondVar work_cv_;  // signalled when the run queue grows or on stop
-  CondVar idle_cv_;  // signalled when a call leaves and when a worker exits
+  CondVar idle_cv_;  // signalled whenever admission, the queue or the workers change
   std::list<std::shared_ptr<Call>> admitted_ ABSL_GUARDED_BY(mu_);
   std::list<std::shared_ptr<Call>> waiting_ ABSL_GUARDED_BY(mu_);
   std::deque<std::shared_ptr<Call>> runnable_ ABSL_GUARDED_BY(mu_);

@@ -19,6 +19,9 @@ namespace {
 // this close to the deadline is the deadline's.
 constexpr absl::Duration kDeadlineSlack = absl::Milliseconds(5);
 
+// How long after a client-side cancel its connection is looked at again.
+constexpr absl::Duration kReprobeDelay = absl::Milliseconds(250);
+
 absl::Time DeadlineOf(const grpc::CallbackServerContext* context) {
   const auto deadline = context->deadline();
   if (deadline == std::chrono::system_clock::time_point::max()) return absl::InfiniteFuture();
@@ -30,7 +33,7 @@ absl::Time DeadlineOf(const grpc::CallbackServerContext* context) {
 class ReactorCore {
  public:
   ReactorCore(InferenceService* service, grpc::CallbackServerContext* context, Method method)
-      : service_(service), context_(context), method_(method), peer_(context->peer()) {}
+      : service_(service), context_(context), method_(method) {}
 
   // Start: admits the request and creates the call with `make_call`, or
   // returns the status to reject the RPC with.
@@ -51,28 +54,13 @@ class ReactorCore {
   }
 
   void OnCancel() {
-    if (call_ == nullptr) return;
-    const EndCause cause = service_->CancelCause(context_);
-    call_->Cancel(cause);
-    if (cause == EndCause::kClientCancelled) {
-      // Look at the connection now, while the evidence is fresh: a client
-      // that cancels and then exits closes its connection moments later.
-      peer_connected_ = service_->probe()->IsConnected(peer_, absl::Now());
-      VLOG(2) << "cancel from " << peer_ << ": connection "
-              << (peer_connected_.has_value() ? (*peer_connected_ ? "up" : "gone") : "unknown");
-    }
+    if (call_ != nullptr) call_->Cancel(service_->CancelCause(context_));
   }
 
   void OnDone() {
     if (call_ == nullptr) {
       service_->RecordRejected(rejected_model_, method_, rejected_status_);
       return;
-    }
-    if (call_->ended_by_peer()) {
-      if (!peer_connected_.has_value()) {
-        peer_connected_ = service_->probe()->IsConnected(peer_, absl::Now());
-      }
-      if (peer_connected_ == false) call_->set_peer_cause(EndCause::kDisconnected);
     }
     call_->OnRpcDone();
   }
@@ -90,11 +78,7 @@ class ReactorCore {
   InferenceService* const service_;
   grpc::CallbackServerContext* const context_;
   const Method method_;
-  const std::string peer_;
   std::shared_ptr<Call> call_;
-  // Whether the peer's connection was up when it cancelled; written by
-  // OnCancel, read by OnDone (which gRPC runs after OnCancel has returned).
-  std::optional<bool> peer_connected_;
   std::string rejected_model_;
   absl::Status rejected_status_;
 };
@@ -235,6 +219,7 @@ absl::StatusOr<InferenceService::Admission> InferenceService::Admit(
   admission.prepared = *std::move(prepared);
   admission.options.model = served->name;
   admission.options.request_id = request.request_id();
+  admission.options.peer = context->peer();
   admission.options.input_bytes = request.input().size();
   admission.options.deadline = deadline;
   admission.options.stream_buffer_chunks = limits_.stream_buffer_chunks;
@@ -253,12 +238,57 @@ EndCause InferenceService::CancelCause(grpc::CallbackServerContext* context) con
 }
 
 void InferenceService::RecordEnded(const CallSummary& summary) {
+  if (summary.cause != EndCause::kClientCancelled) {
+    Account(summary);
+    return;
+  }
+  // A cancel from the client's side: did the client cancel, or did its
+  // connection fail (a dead process, a keepalive timeout)? A failed
+  // connection is shut down by gRPC around the time the call is cancelled,
+  // so one that still looks up is looked at once more a moment later.
+  const std::optional<bool> connected = probe_->IsConnected(summary.peer, absl::Now());
+  if (connected != true) {
+    CallSummary classified = summary;
+    if (connected == false) classified.cause = EndCause::kDisconnected;
+    Account(classified);
+    return;
+  }
+  auto pending = std::make_shared<PendingClassification>(summary);
+  {
+    MutexLock lock(&pending_mu_);
+    pending_.push_back(pending);
+  }
+  timers_->RunAt(absl::Now() + kReprobeDelay, [this, pending] { Classify(*pending); });
+}
+
+void InferenceService::Classify(PendingClassification& pending) {
+  if (pending.done.exchange(true)) return;
+  CallSummary summary = pending.summary;
+  if (probe_->IsConnected(summary.peer, absl::Now()) == false) {
+    summary.cause = EndCause::kDisconnected;
+  }
+  Account(summary);
+  MutexLock lock(&pending_mu_);
+  pending_.remove_if([&](const auto& p) { return p.get() == &pending; });
+}
+
+void InferenceService::FlushAccounting() {
+  std::list<std::shared_ptr<PendingClassification>> pending;
+  {
+    MutexLock lock(&pending_mu_);
+    pending = pending_;
+  }
+  for (const auto& p : pending) Classify(*p);
+}
+
+void InferenceService::Account(const CallSummary& summary) {
   auto it = models_->find(summary.model);
   ModelStats* stats = it == models_->end() ? unknown_model_stats_ : it->second.stats.get();
   stats->RecordEnded(summary.method, summary.cause, summary.stage, summary.status.code());
   VLOG(1) << MethodName(summary.method) << " model=" << summary.model
           << (summary.request_id.empty() ? "" : " request_id=" + summary.request_id)
-          << " ended=" << EndCauseName(summary.cause) << " stage=" << EndStageName(summary.stage)
+          << " peer=" << summary.peer << " ended=" << EndCauseName(summary.cause)
+          << " stage=" << EndStageName(summary.stage)
           << " code=" << StatusCodeName(summary.status.code()) << " chunks=" << summary.chunks
           << " chunks_after_cancel=" << summary.chunks_after_cancel
           << " queue_ms=" << absl::ToDoubleMilliseconds(summary.queue_time)

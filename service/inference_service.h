@@ -2,6 +2,7 @@
 #define SLUICE_SERVICE_INFERENCE_SERVICE_H_
 
 #include <atomic>
+#include <list>
 #include <map>
 #include <memory>
 #include <string>
@@ -13,6 +14,7 @@
 #include "handlers/stats.h"
 #include "handlers/timer_queue.h"
 #include "models/model.h"
+#include "models/sync.h"
 #include "service/peer_probe.h"
 #include "service/served_model.h"
 #include "sluice/v1/inference.grpc.pb.h"
@@ -64,19 +66,34 @@ class InferenceService final : public v1::Inference::CallbackService {
   // CancelCause: how to classify a cancel reported by gRPC (OnCancel).
   EndCause CancelCause(grpc::CallbackServerContext* context) const;
 
-  // Accounting of ended calls (from reactors).
+  // Accounting of ended calls (from reactors). A call cancelled from the
+  // client's side is classified as client_cancelled or disconnected by
+  // looking at its connection, possibly a moment later (see RecordEnded).
   void RecordEnded(const CallSummary& summary);
   void RecordRejected(absl::string_view model, Method method, const absl::Status& status);
 
-  PeerProbe* probe() { return probe_; }
+  // FlushAccounting: classifies and records every call still waiting for a
+  // second look at its connection. Called at shutdown, so that every ended
+  // call is counted exactly once.
+  void FlushAccounting();
 
  private:
+  struct PendingClassification {
+    explicit PendingClassification(CallSummary s) : summary(std::move(s)) {}
+    const CallSummary summary;
+    std::atomic<bool> done{false};
+  };
+  void Classify(PendingClassification& pending);
+  void Account(const CallSummary& summary);
+
   const CallLimits limits_;
   std::map<std::string, ServedModel, std::less<>>* const models_;
   Timers* const timers_;
   ModelStats* const unknown_model_stats_;
   PeerProbe* const probe_;
   std::atomic<bool> draining_{false};
+  Mutex pending_mu_;
+  std::list<std::shared_ptr<PendingClassification>> pending_ ABSL_GUARDED_BY(pending_mu_);
 };
 
 }  // namespace sluice

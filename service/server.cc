@@ -23,7 +23,7 @@ namespace {
 
 // After the drain, cancelled calls finish within moments; gRPC resets what a
 // stalled client still holds after this long.
-constexpr absl::Duration kFinishTimeout = absl::Seconds(2);
+constexpr absl::Duration kFinishTimeout = absl::Seconds(1);
 // How long workers get to leave their last model step once all calls ended.
 constexpr absl::Duration kWorkerStopTimeout = absl::Seconds(10);
 
@@ -165,7 +165,11 @@ Server::~Server() {
     clean = shutdown_started_ ? shutdown_clean_ : true;
   }
   if (grpc_server_ != nullptr) clean = Shutdown(absl::ZeroDuration());
-  if (!clean) {
+  if (clean) {
+    // First: a timer still due (a second look at a connection) must not run
+    // once the service it calls into is gone.
+    timers_.reset();
+  } else {
     // A worker is still inside a model step: everything it may touch on its
     // way out stays alive for the rest of the process.
     for (auto& entry : models_) {
@@ -206,6 +210,7 @@ bool Server::Shutdown(absl::Duration grace) {
   for (auto& entry : models_) {
     clean &= entry.second.executor->Stop(absl::Now() + kWorkerStopTimeout);
   }
+  service_->FlushAccounting();
   LOG(INFO) << "shutdown " << (clean ? "complete" : "incomplete: a model step never returned");
   MutexLock lock(&mu_);
   shutdown_done_ = true;

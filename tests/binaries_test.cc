@@ -16,10 +16,14 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "models/model_testing.h"
-#include "tests/subprocess.h"
+#include "tools/subprocess.h"
 
 namespace sluice::testing {
 namespace {
+
+using ::sluice::RunfilePath;
+using ::sluice::Subprocess;
+using ::sluice::WaitForFile;
 
 using ::testing::HasSubstr;
 

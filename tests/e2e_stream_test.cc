@@ -10,11 +10,14 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "models/model_testing.h"
-#include "tests/subprocess.h"
+#include "tools/subprocess.h"
 #include "tests/test_server.h"
 
 namespace sluice::testing {
 namespace {
+
+using ::sluice::RunfilePath;
+using ::sluice::Subprocess;
 
 using ::testing::HasSubstr;
 

@@ -1,5 +1,5 @@
-#ifndef SLUICE_TESTS_SUBPROCESS_H_
-#define SLUICE_TESTS_SUBPROCESS_H_
+#ifndef SLUICE_TOOLS_SUBPROCESS_H_
+#define SLUICE_TOOLS_SUBPROCESS_H_
 
 #include <sys/types.h>
 
@@ -9,10 +9,10 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 
-namespace sluice::testing {
+namespace sluice {
 
-// Subprocess: a child process a test starts, waits for or kills. The child's
-// stdout and stderr go to files under TEST_TMPDIR. The destructor kills a
+// Subprocess: a child process a test or tool starts, waits for or kills. The
+// child's stdout and stderr go to files under $TEST_TMPDIR (or /tmp). The destructor kills a
 // child that is still running (SIGKILL) and reaps it.
 class Subprocess {
  public:
@@ -47,6 +47,6 @@ absl::StatusOr<std::string> WaitForFile(const std::string& path, Subprocess& pro
 // RunfilePath: the path of a data dependency, e.g. "client/sluice_cli".
 std::string RunfilePath(const std::string& workspace_relative);
 
-}  // namespace sluice::testing
+}  // namespace sluice
 
-#endif  // SLUICE_TESTS_SUBPROCESS_H_
+#endif  // SLUICE_TOOLS_SUBPROCESS_H_

@@ -1,4 +1,4 @@
-#include "tests/subprocess.h"
+#include "tools/subprocess.h"
 
 #include <signal.h>
 #include <poll.h>
@@ -23,7 +23,7 @@
 
 extern char** environ;
 
-namespace sluice::testing {
+namespace sluice {
 namespace {
 
 std::string TempDir() {
@@ -158,4 +158,4 @@ absl::StatusOr<std::string> WaitForFile(const std::string& path, Subprocess& pro
 std::string Subprocess::Stdout() const { return ReadFile(stdout_path_); }
 std::string Subprocess::Stderr() const { return ReadFile(stderr_path_); }
 
-}  // namespace sluice::testing
+}  // namespace sluice

@@ -1,0 +1,336 @@
+// Every way a call can end, end to end: a full queue, a caller who leaves
+// while queued (cancel, deadline, dropped connection), unary cancels, a client
+// that stops reading, a peer that vanishes without closing its connection, and
+// server shutdown. The synthetic model's own counters witness what the server
+// did; the server's ended-call accounting must agree.
+
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/strip.h"
+#include "gmock/gmock.h"
+#include "grpcpp/create_channel.h"
+#include "gtest/gtest.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "models/model_testing.h"
+#include "tests/tcp_relay.h"
+#include "tests/test_server.h"
+#include "tools/subprocess.h"
+
+namespace sluice::testing {
+namespace {
+
+using ::sluice::RunfilePath;
+using ::sluice::Subprocess;
+using ::sluice::WaitForFile;
+using ::testing::HasSubstr;
+
+constexpr absl::Duration kWait = absl::Seconds(30);
+
+// One worker, one active slot and a queue of two: a hanging call takes the
+// slot, so the next calls queue behind it.
+ServerOptions OneSlot() {
+  ServerOptions options = TestServer::DefaultOptions();
+  options.model_overrides["synthetic"] = ExecutorOptions{1, 1, 2};
+  return options;
+}
+
+v1::PredictRequest Hanging() { return Synthetic({{"tokens", 1}, {"hang_at", 0}}); }
+
+class LifecycleTest : public ::testing::Test {
+ protected:
+  explicit LifecycleTest(ServerOptions options = OneSlot()) : server_(std::move(options)) {}
+
+  const Executor& executor() { return *server_.server().executor("synthetic"); }
+  const SyntheticModel::Stats& model() { return server_.synthetic().stats(); }
+  const ModelStats& stats() { return server_.stats(); }
+
+  // OccupyTheSlot: a stream that holds the only slot until cancelled.
+  std::unique_ptr<OpenStream> OccupyTheSlot() {
+    auto stream = std::make_unique<OpenStream>(server_.client().stub(), Hanging());
+    EXPECT_TRUE(model().WaitForStarted(1, kWait));
+    return stream;
+  }
+
+  void ExpectQueued(int n) {
+    EXPECT_TRUE(
+        const_cast<Executor&>(executor()).WaitForQueued(n, absl::Now() + kWait));
+  }
+
+  // ExpectEnded: the server classified exactly `n` calls this way.
+  void ExpectEnded(int total, Method method, EndCause cause, EndStage stage, uint64_t n) {
+    ASSERT_TRUE(stats().WaitForEndedTotal(total, kWait));
+    EXPECT_EQ(stats().ended(method, cause, stage), n)
+        << EndCauseName(cause) << "/" << EndStageName(stage);
+  }
+
+  TestServer server_;
+};
+
+TEST_F(LifecycleTest, FullQueueIsRefusedAtOnceNamingModelAndLimit) {
+  auto busy = OccupyTheSlot();
+  OpenStream first(server_.client().stub(), Synthetic({{"tokens", 1}}));
+  OpenStream second(server_.client().stub(), Synthetic({{"tokens", 1}}));
+  ExpectQueued(2);
+  const absl::Time start = absl::Now();
+  StreamResult refused = server_.client().PredictStream(Synthetic({{"tokens", 1}}), StreamOptions());
+  EXPECT_EQ(refused.status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(refused.status.error_message(),
+              HasSubstr("model synthetic is at capacity: 1 calls running and 2 queued"));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5));  // refused, not left waiting
+  absl::StatusOr<v1::PredictResponse> unary = server_.client().Predict(Synthetic({{"tokens", 1}}));
+  EXPECT_EQ(unary.status().code(), absl::StatusCode::kResourceExhausted);
+  busy->Cancel();
+  EXPECT_TRUE(first.Finish().ok());
+  EXPECT_TRUE(second.Finish().ok());
+}
+
+TEST_F(LifecycleTest, QueuedStreamCancelledByItsClientNeverStarts) {
+  auto busy = OccupyTheSlot();
+  OpenStream queued(server_.client().stub(), Synthetic({{"tokens", 5}}));
+  ExpectQueued(1);
+  queued.Cancel();
+  EXPECT_EQ(queued.Finish().error_code(), grpc::StatusCode::CANCELLED);
+  ExpectEnded(1, Method::kPredictStream, EndCause::kClientCancelled, EndStage::kQueued, 1);
+  EXPECT_EQ(executor().queued(), 0);
+  busy->Cancel();
+  ASSERT_TRUE(model().WaitForReleased(1, kWait));
+  EXPECT_EQ(model().started(), 1);  // only the call that held the slot
+}
+
+TEST_F(LifecycleTest, QueuedUnaryCancelledByItsClientNeverStarts) {
+  auto busy = OccupyTheSlot();
+  grpc::ClientContext context;
+  v1::PredictResponse response;
+  std::thread cancel_when_queued([&] {
+    ExpectQueued(1);
+    context.TryCancel();
+  });
+  grpc::Status status =
+      server_.client().stub().Predict(&context, Synthetic({{"tokens", 5}}), &response);
+  cancel_when_queued.join();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::CANCELLED);
+  ExpectEnded(1, Method::kPredict, EndCause::kClientCancelled, EndStage::kQueued, 1);
+  busy->Cancel();
+  ASSERT_TRUE(model().WaitForReleased(1, kWait));
+  EXPECT_EQ(model().started(), 1);
+}
+
+TEST_F(LifecycleTest, QueuedCallWhoseClientDiesNeverStarts) {
+  auto busy = OccupyTheSlot();
+  absl::StatusOr<std::unique_ptr<Subprocess>> cli = Subprocess::Start(
+      {RunfilePath("client/sluice_cli"), "--target=" + server_.target(), "--model=synthetic",
+       "--stream", "--param=tokens=5"});
+  ASSERT_TRUE(cli.ok());
+  ExpectQueued(1);
+  (*cli)->Kill(SIGKILL);
+  ASSERT_TRUE((*cli)->Wait(kWait).ok());
+  ExpectEnded(1, Method::kPredictStream, EndCause::kDisconnected, EndStage::kQueued, 1);
+  EXPECT_EQ(executor().queued(), 0);
+  busy->Cancel();
+  ASSERT_TRUE(model().WaitForReleased(1, kWait));
+  EXPECT_EQ(model().started(), 1);
+}
+
+TEST_F(LifecycleTest, QueuedCallsPastTheirDeadlineNeverStart) {
+  auto busy = OccupyTheSlot();
+  OpenStream stream(server_.client().stub(), Synthetic({{"tokens", 5}}), absl::Milliseconds(200));
+  absl::StatusOr<v1::PredictResponse> unary =
+      server_.client().Predict(Synthetic({{"tokens", 5}}), absl::Milliseconds(200));
+  EXPECT_EQ(unary.status().code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_EQ(stream.Finish().error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  ExpectEnded(2, Method::kPredictStream, EndCause::kDeadline, EndStage::kQueued, 1);
+  EXPECT_EQ(stats().ended(Method::kPredict, EndCause::kDeadline, EndStage::kQueued), 1u);
+  busy->Cancel();
+  ASSERT_TRUE(model().WaitForReleased(1, kWait));
+  EXPECT_EQ(model().started(), 1);
+}
+
+TEST_F(LifecycleTest, DeadlineBoundsQueueTimePlusRunTime) {
+  // The slot frees after ~150 ms; the queued call then runs 1 ms chunks
+  // until its 400 ms deadline, counted from when it was sent, not started.
+  auto busy = std::make_unique<OpenStream>(server_.client().stub(),
+                                           Synthetic({{"tokens", 150}, {"token_cost_us", 1000}}));
+  ASSERT_TRUE(model().WaitForStarted(1, kWait));
+  const absl::Time sent = absl::Now();
+  OpenStream late(server_.client().stub(), Synthetic({{"tokens", 100000}, {"token_cost_us", 1000}}),
+                  absl::Milliseconds(400));
+  EXPECT_EQ(late.Finish().error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  EXPECT_LT(absl::Now() - sent, absl::Seconds(5));
+  EXPECT_TRUE(busy->Finish().ok());
+  ASSERT_TRUE(model().WaitForReleased(2, kWait));
+  // Fewer chunks than 400 ms of generation: part of its time went to the queue.
+  EXPECT_LT(late.chunks().size(), 400u);
+  ExpectEnded(2, Method::kPredictStream, EndCause::kDeadline, EndStage::kRunning, 1);
+}
+
+TEST_F(LifecycleTest, UnaryCancelStopsTheModelAndFreesTheWorker) {
+  grpc::ClientContext context;
+  v1::PredictResponse response;
+  std::thread cancel_when_started([&] {
+    EXPECT_TRUE(model().WaitForStarted(1, kWait));
+    context.TryCancel();
+  });
+  grpc::Status status = server_.client().stub().Predict(
+      &context, Synthetic({{"tokens", 1000000}, {"token_cost_us", 1000}}), &response);
+  cancel_when_started.join();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::CANCELLED);
+  ASSERT_TRUE(model().WaitForReleased(1, kWait));
+  EXPECT_LE(model().chunks_after_cancel(), 1);
+  EXPECT_LT(model().chunks(), 1000000);
+  // The single worker is free: the next call runs.
+  EXPECT_TRUE(server_.client().Predict(Synthetic({{"tokens", 3}})).ok());
+  ExpectEnded(2, Method::kPredict, EndCause::kClientCancelled, EndStage::kRunning, 1);
+}
+
+// --- Clients that stop reading or vanish ------------------------------------
+
+ServerOptions StallAndKeepalive() {
+  ServerOptions options = TestServer::DefaultOptions();
+  options.model_overrides["synthetic"] = ExecutorOptions{1, 4, 4};
+  options.stream_buffer_chunks = 4;
+  options.write_stall_timeout = absl::Milliseconds(500);
+  options.keepalive_time = absl::Milliseconds(300);
+  options.keepalive_timeout = absl::Milliseconds(300);
+  return options;
+}
+
+class SlowClientTest : public LifecycleTest {
+ protected:
+  SlowClientTest() : LifecycleTest(StallAndKeepalive()) {}
+};
+
+TEST_F(SlowClientTest, ClientThatStopsReadingIsCancelledAndReleased) {
+  // 64 KiB chunks fill HTTP/2's flow-control windows after a few chunks; the
+  // client reads one and then nothing.
+  OpenStream stalled(server_.client().stub(),
+                     Synthetic({{"tokens", 100000}, {"chunk_bytes", 65536}}));
+  ASSERT_TRUE(stalled.ReadChunks(1));
+  // While it is stalled, the model's only worker serves others.
+  StreamResult other = server_.client().PredictStream(Synthetic({{"tokens", 50}}), StreamOptions());
+  EXPECT_TRUE(other.status.ok());
+  ASSERT_TRUE(model().WaitForReleased(2, kWait));
+  // It made only what the windows and the buffer could hold.
+  EXPECT_LT(model().chunks(), 50 + 200);
+  ExpectEnded(2, Method::kPredictStream, EndCause::kStalled, EndStage::kRunning, 1);
+  EXPECT_EQ(stalled.Finish().error_code(), grpc::StatusCode::CANCELLED);
+}
+
+TEST_F(SlowClientTest, VanishedPeerIsFoundByKeepaliveAndReleased) {
+  absl::StatusOr<std::unique_ptr<TcpRelay>> relay = TcpRelay::Start(server_.server().port());
+  ASSERT_TRUE(relay.ok()) << relay.status();
+  SluiceClient via_relay(grpc::CreateChannel((*relay)->target(), grpc::InsecureChannelCredentials()));
+  OpenStream stream(via_relay.stub(),
+                    Synthetic({{"tokens", 1000000}, {"token_interval_us", 20000}}));
+  ASSERT_TRUE(stream.ReadChunks(3));
+  (*relay)->Freeze();  // the client is gone; its connection still looks open
+  const absl::Time frozen_at = absl::Now();
+  ASSERT_TRUE(model().WaitForReleased(1, kWait));
+  // Keepalive (300 ms + 300 ms here; 10 s + 10 s by default) found it.
+  EXPECT_LT(absl::Now() - frozen_at, absl::Seconds(10));
+  ExpectEnded(1, Method::kPredictStream, EndCause::kDisconnected, EndStage::kRunning, 1);
+  stream.Cancel();
+  relay->reset();  // closes the frozen sockets, so the client's call ends too
+  stream.Finish();
+}
+
+// --- Shutdown -----------------------------------------------------------------
+
+class ShutdownTest : public ::testing::Test {
+ protected:
+  TestServer server_;
+};
+
+TEST_F(ShutdownTest, DrainFinishesShortCallsRefusesNewOnesAndCancelsTheRest) {
+  auto channel = server_.NewChannel();
+  auto health = grpc::health::v1::Health::NewStub(channel);
+  grpc::ClientContext watch_context;
+  grpc::health::v1::HealthCheckRequest watch_request;
+  watch_request.set_service("sluice.v1.Inference");
+  auto watch = health->Watch(&watch_context, watch_request);
+  grpc::health::v1::HealthCheckResponse health_status;
+  ASSERT_TRUE(watch->Read(&health_status));
+  EXPECT_EQ(health_status.status(), grpc::health::v1::HealthCheckResponse::SERVING);
+
+  // A short stream (about 0.5 s) and one far longer than the grace period.
+  OpenStream short_stream(server_.client().stub(),
+                          Synthetic({{"tokens", 25}, {"token_interval_us", 20000}}));
+  OpenStream long_stream(server_.client().stub(),
+                         Synthetic({{"tokens", 1000000}, {"token_interval_us", 20000}}));
+  ASSERT_TRUE(short_stream.ReadChunks(1));
+  ASSERT_TRUE(long_stream.ReadChunks(1));
+
+  std::thread shutdown([&] { EXPECT_TRUE(server_.server().Shutdown(absl::Seconds(2))); });
+  // Draining: health says NOT_SERVING, and new calls are refused.
+  ASSERT_TRUE(watch->Read(&health_status));
+  EXPECT_EQ(health_status.status(), grpc::health::v1::HealthCheckResponse::NOT_SERVING);
+  StreamResult refused = server_.client().PredictStream(Synthetic({{"tokens", 1}}), StreamOptions());
+  EXPECT_EQ(refused.status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(refused.status.error_message(), HasSubstr("shutting down"));
+
+  EXPECT_TRUE(short_stream.Finish().ok());  // finished within the grace period
+  grpc::Status cut = long_stream.Finish();
+  EXPECT_EQ(cut.error_code(), grpc::StatusCode::UNAVAILABLE);  // told to retry elsewhere
+  shutdown.join();
+  watch_context.TryCancel();
+  EXPECT_EQ(server_.synthetic().stats().live(), 0);  // every generator released
+  const ModelStats& stats = server_.stats();
+  EXPECT_EQ(stats.ended(EndCause::kCompleted), 1u);
+  EXPECT_EQ(stats.ended(Method::kPredictStream, EndCause::kShutdown, EndStage::kRunning), 1u);
+  EXPECT_EQ(stats.ended(Method::kPredictStream, EndCause::kRejected, EndStage::kAdmission), 1u);
+}
+
+TEST_F(ShutdownTest, ShutdownWithQueuedAndHangingCallsDoesNotHang) {
+  // One slot: a hanging call (it returns only when cancelled) and two queued.
+  TestServer server(OneSlot());
+  OpenStream hanging(server.client().stub(), Hanging());
+  ASSERT_TRUE(server.synthetic().stats().WaitForStarted(1, kWait));
+  OpenStream queued1(server.client().stub(), Synthetic({{"tokens", 1}}));
+  OpenStream queued2(server.client().stub(), Synthetic({{"tokens", 1}}));
+  ASSERT_TRUE(const_cast<Executor*>(server.server().executor("synthetic"))
+                  ->WaitForQueued(2, absl::Now() + kWait));
+  const absl::Time start = absl::Now();
+  EXPECT_TRUE(server.server().Shutdown(absl::Milliseconds(100)));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(10));
+  EXPECT_EQ(hanging.Finish().error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(queued1.Finish().error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(queued2.Finish().error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(server.synthetic().stats().started(), 1);
+  EXPECT_EQ(server.synthetic().stats().live(), 0);
+  EXPECT_EQ(server.stats().ended(EndCause::kShutdown), 3u);
+}
+
+TEST_F(ShutdownTest, SigtermWithActiveStreamsExitsZero) {
+  const std::string dir = std::string(std::getenv("TEST_TMPDIR")) + "/sigterm";
+  mkdir(dir.c_str(), 0755);
+  absl::StatusOr<std::unique_ptr<Subprocess>> process = Subprocess::Start(
+      {RunfilePath("service/sluice_server"), "--port=0", "--port_file=" + dir + "/port",
+       "--shutdown_grace_ms=300"});
+  ASSERT_TRUE(process.ok());
+  absl::StatusOr<std::string> port = WaitForFile(dir + "/port", **process, kWait);
+  ASSERT_TRUE(port.ok()) << (*process)->Stderr();
+  SluiceClient client(grpc::CreateChannel("127.0.0.1:" + std::string(absl::StripAsciiWhitespace(*port)),
+                                          grpc::InsecureChannelCredentials()));
+  std::vector<std::unique_ptr<OpenStream>> streams;
+  for (int i = 0; i < 20; ++i) {
+    streams.push_back(std::make_unique<OpenStream>(
+        client.stub(), Synthetic({{"tokens", 1000000}, {"token_interval_us", 10000}})));
+  }
+  for (auto& s : streams) ASSERT_TRUE(s->ReadChunks(1));
+  (*process)->Kill(SIGTERM);
+  for (auto& s : streams) EXPECT_EQ(s->Finish().error_code(), grpc::StatusCode::UNAVAILABLE);
+  absl::StatusOr<int> status = (*process)->Wait(kWait);
+  ASSERT_TRUE(status.ok());
+  EXPECT_TRUE(WIFEXITED(*status)) << (*process)->Stderr();
+  EXPECT_EQ(WEXITSTATUS(*status), 0) << (*process)->Stderr();
+  EXPECT_THAT((*process)->Stderr(), HasSubstr("shutdown complete"));
+}
+
+}  // namespace
+}  // namespace sluice::testing

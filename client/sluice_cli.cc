@@ -44,27 +44,6 @@ ABSL_FLAG(bool, quiet, false, "Do not print the output, only the final status li
 
 namespace {
 
-// Abseil keeps only the last value of a repeated flag; --param is meant to be
-// repeated, so its occurrences are taken out of argv before Abseil parses it.
-std::vector<std::string> TakeRepeatedFlag(int* argc, char** argv, const std::string& name) {
-  std::vector<std::string> values;
-  const std::string eq = "--" + name + "=";
-  const std::string bare = "--" + name;
-  int out = 1;
-  for (int i = 1; i < *argc; ++i) {
-    const std::string arg = argv[i];
-    if (arg.rfind(eq, 0) == 0) {
-      values.push_back(arg.substr(eq.size()));
-    } else if (arg == bare && i + 1 < *argc) {
-      values.push_back(argv[++i]);
-    } else {
-      argv[out++] = argv[i];
-    }
-  }
-  *argc = out;
-  return values;
-}
-
 std::string FinishReasonName(sluice::v1::FinishReason reason) {
   return sluice::v1::FinishReason_Name(reason);
 }
@@ -101,7 +80,8 @@ int ListModels(sluice::SluiceClient& client) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::vector<std::string> params = TakeRepeatedFlag(&argc, argv, "param");
+  // --param is meant to be repeated; see TakeRepeatedFlag.
+  std::vector<std::string> params = sluice::TakeRepeatedFlag(&argc, argv, "param");
   absl::SetProgramUsageMessage(
       "Calls a sluice server. Chunks go to stdout; the final status and timing to stderr.\n"
       "Exit code 0 only if the call ended OK.\n"

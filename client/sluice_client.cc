@@ -3,6 +3,7 @@
 #include <thread>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
@@ -138,6 +139,25 @@ absl::StatusOr<std::pair<std::string, v1::Parameter>> ParseParameter(absl::strin
         "parameter ", name, ": unknown type \"", type, "\"; use int, double, bool or string"));
   }
   return std::make_pair(std::string(name), std::move(param));
+}
+
+std::vector<std::string> TakeRepeatedFlag(int* argc, char** argv, absl::string_view name) {
+  std::vector<std::string> values;
+  const std::string with_value = absl::StrCat("--", name, "=");
+  const std::string bare = absl::StrCat("--", name);
+  int out = 1;
+  for (int i = 1; i < *argc; ++i) {
+    const absl::string_view arg = argv[i];
+    if (absl::StartsWith(arg, with_value)) {
+      values.emplace_back(arg.substr(with_value.size()));
+    } else if (arg == bare && i + 1 < *argc) {
+      values.emplace_back(argv[++i]);
+    } else {
+      argv[out++] = argv[i];
+    }
+  }
+  *argc = out;
+  return values;
 }
 
 }  // namespace sluice

@@ -74,6 +74,12 @@ class SluiceClient {
 // given: "name:int=5", "name:double=1", "name:bool=true", "name:string=5".
 absl::StatusOr<std::pair<std::string, v1::Parameter>> ParseParameter(absl::string_view text);
 
+// TakeRepeatedFlag: removes every "--name=value" and "--name value" from
+// argv and returns the values in order. Abseil keeps only the last value of a
+// repeated flag; call this before absl::ParseCommandLine for flags meant to
+// be repeated (like --param).
+std::vector<std::string> TakeRepeatedFlag(int* argc, char** argv, absl::string_view name);
+
 }  // namespace sluice
 
 #endif  // SLUICE_CLIENT_SLUICE_CLIENT_H_

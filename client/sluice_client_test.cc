@@ -30,5 +30,19 @@ TEST(ParseParameterTest, MistakesAreExplained) {
   EXPECT_EQ(ParseParameter("n:complex=1").status().code(), absl::StatusCode::kInvalidArgument);
 }
 
+TEST(TakeRepeatedFlagTest, CollectsEveryOccurrenceAndLeavesTheRest) {
+  std::vector<std::string> args = {"cli", "--param=a=1", "--model=m", "--param", "b=2", "--stream",
+                                   "--param"};
+  std::vector<char*> argv;
+  for (std::string& a : args) argv.push_back(a.data());
+  int argc = static_cast<int>(argv.size());
+  EXPECT_EQ(TakeRepeatedFlag(&argc, argv.data(), "param"),
+            (std::vector<std::string>{"a=1", "b=2"}));
+  ASSERT_EQ(argc, 4);
+  EXPECT_STREQ(argv[1], "--model=m");
+  EXPECT_STREQ(argv[2], "--stream");
+  EXPECT_STREQ(argv[3], "--param");  // a trailing flag without a value is left to Abseil
+}
+
 }  // namespace
 }  // namespace sluice

@@ -47,7 +47,7 @@ absl::Status Executor::Admit(const std::shared_ptr<Call>& call) {
   return absl::OkStatus();
 }
 
-bool Executor::WaitForQueued(int n, absl::Time deadline) {
+bool Executor::WaitForQueued(int n, absl::Time deadline) const {
   MutexLock lock(&mu_);
   while (static_cast<int>(waiting_.size()) < n) {
     if (idle_cv_.WaitWithDeadline(&mu_, deadline)) return static_cast<int>(waiting_.size()) >= n;
@@ -110,7 +110,7 @@ void Executor::CancelAll(EndCause cause) {
   for (const std::shared_ptr<Call>& call : calls) call->Cancel(cause);
 }
 
-bool Executor::WaitIdle(absl::Time deadline) {
+bool Executor::WaitIdle(absl::Time deadline) const {
   MutexLock lock(&mu_);
   while (!admitted_.empty()) {
     if (idle_cv_.WaitWithDeadline(&mu_, deadline)) return admitted_.empty();
@@ -118,7 +118,7 @@ bool Executor::WaitIdle(absl::Time deadline) {
   return true;
 }
 
-bool Executor::WaitQuiescent(absl::Time deadline) {
+bool Executor::WaitQuiescent(absl::Time deadline) const {
   MutexLock lock(&mu_);
   while (busy_ > 0 || !runnable_.empty()) {
     if (idle_cv_.WaitWithDeadline(&mu_, deadline)) return busy_ == 0 && runnable_.empty();

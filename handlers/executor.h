@@ -54,7 +54,7 @@ class Executor {
 
   // WaitIdle: blocks until no call is admitted, or `deadline` passes.
   // Returns true if idle.
-  bool WaitIdle(absl::Time deadline);
+  bool WaitIdle(absl::Time deadline) const;
 
   // Stop: stops the workers once the run queue is drained. Returns false if a
   // worker did not return by `deadline` (a model step that never returns);
@@ -63,12 +63,12 @@ class Executor {
 
   // WaitForQueued: blocks until at least `n` calls wait in the queue, or
   // `deadline` passes. Returns true if they do. For tests and tools.
-  bool WaitForQueued(int n, absl::Time deadline);
+  bool WaitForQueued(int n, absl::Time deadline) const;
 
   // WaitQuiescent: blocks until no turn is running or runnable (every
   // admitted call is parked: queued, blocked on its client, or sleeping), or
   // `deadline` passes. Returns true if quiescent. For tests and drains.
-  bool WaitQuiescent(absl::Time deadline);
+  bool WaitQuiescent(absl::Time deadline) const;
 
   // Gauges, for metrics.
   int queued() const;        // calls waiting for a slot
@@ -93,7 +93,7 @@ class Executor {
 
   mutable Mutex mu_;
   CondVar work_cv_;  // signalled when the run queue grows or on stop
-  CondVar idle_cv_;  // signalled whenever admission, the queue or the workers change
+  mutable CondVar idle_cv_;  // signalled whenever admission, the queue or the workers change
   std::list<std::shared_ptr<Call>> admitted_ ABSL_GUARDED_BY(mu_);
   std::list<std::shared_ptr<Call>> waiting_ ABSL_GUARDED_BY(mu_);
   std::deque<std::shared_ptr<Call>> runnable_ ABSL_GUARDED_BY(mu_);

@@ -246,25 +246,30 @@ void InferenceService::RecordEnded(const CallSummary& summary) {
   // connection fail (a dead process, a keepalive timeout)? A failed
   // connection is shut down by gRPC around the time the call is cancelled,
   // so one that still looks up is looked at once more a moment later.
-  const std::optional<bool> connected = probe_->IsConnected(summary.peer, absl::Now());
+  // A reading of the connection table taken after the cancel was seen serves
+  // every call cancelled before it: a storm of cancels costs a few readings.
+  const absl::Time since =
+      summary.cancelled_at == absl::InfinitePast() ? absl::Now() : summary.cancelled_at;
+  const std::optional<bool> connected = probe_->IsConnected(summary.peer, since);
   if (connected != true) {
     CallSummary classified = summary;
     if (connected == false) classified.cause = EndCause::kDisconnected;
     Account(classified);
     return;
   }
-  auto pending = std::make_shared<PendingClassification>(summary);
+  const absl::Time again = absl::Now() + kReprobeDelay;
+  auto pending = std::make_shared<PendingClassification>(summary, again);
   {
     MutexLock lock(&pending_mu_);
     pending_.push_back(pending);
   }
-  timers_->RunAt(absl::Now() + kReprobeDelay, [this, pending] { Classify(*pending); });
+  timers_->RunAt(again, [this, pending] { Classify(*pending); });
 }
 
 void InferenceService::Classify(PendingClassification& pending) {
   if (pending.done.exchange(true)) return;
   CallSummary summary = pending.summary;
-  if (probe_->IsConnected(summary.peer, absl::Now()) == false) {
+  if (probe_->IsConnected(summary.peer, pending.look_again_at) == false) {
     summary.cause = EndCause::kDisconnected;
   }
   Account(summary);

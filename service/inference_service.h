@@ -79,8 +79,10 @@ class InferenceService final : public v1::Inference::CallbackService {
 
  private:
   struct PendingClassification {
-    explicit PendingClassification(CallSummary s) : summary(std::move(s)) {}
+    PendingClassification(CallSummary s, absl::Time again)
+        : summary(std::move(s)), look_again_at(again) {}
     const CallSummary summary;
+    const absl::Time look_again_at;
     std::atomic<bool> done{false};
   };
   void Classify(PendingClassification& pending);

@@ -59,8 +59,7 @@ class LifecycleTest : public ::testing::Test {
   }
 
   void ExpectQueued(int n) {
-    EXPECT_TRUE(
-        const_cast<Executor&>(executor()).WaitForQueued(n, absl::Now() + kWait));
+    EXPECT_TRUE(executor().WaitForQueued(n, absl::Now() + kWait));
   }
 
   // ExpectEnded: the server classified exactly `n` calls this way.
@@ -295,8 +294,7 @@ TEST_F(ShutdownTest, ShutdownWithQueuedAndHangingCallsDoesNotHang) {
   ASSERT_TRUE(server.synthetic().stats().WaitForStarted(1, kWait));
   OpenStream queued1(server.client().stub(), Synthetic({{"tokens", 1}}));
   OpenStream queued2(server.client().stub(), Synthetic({{"tokens", 1}}));
-  ASSERT_TRUE(const_cast<Executor*>(server.server().executor("synthetic"))
-                  ->WaitForQueued(2, absl::Now() + kWait));
+  ASSERT_TRUE(server.server().executor("synthetic")->WaitForQueued(2, absl::Now() + kWait));
   const absl::Time start = absl::Now();
   EXPECT_TRUE(server.server().Shutdown(absl::Milliseconds(100)));
   EXPECT_LT(absl::Now() - start, absl::Seconds(10));

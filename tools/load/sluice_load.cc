@@ -1,0 +1,220 @@
+// sluice_load: opens many concurrent streams against a sluice server and
+// reports whether each was served and cancellable, and what it cost the
+// server (RSS, threads, CPU). With --server it starts the server itself, so
+// one command gives the whole figure:
+//
+//   bazel build -c opt //tools/load:sluice_load //service:sluice_server
+//   bazel-bin/tools/load/sluice_load --server=bazel-bin/service/sluice_server \
+//       --streams=10000 --channels=100 --param token_interval_us=1000000
+//
+// Every phase is bounded in time; the tool exits non-zero if a stream was not
+// served, not cancellable, or the server misbehaved.
+
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+#include "client/sluice_client.h"
+#include "tools/load/stream_load.h"
+#include "tools/proc_stats.h"
+#include "tools/subprocess.h"
+
+ABSL_FLAG(std::string, target, "", "Server to load, host:port (or use --server).");
+ABSL_FLAG(std::string, server, "",
+          "Path to sluice_server: start it on a free loopback port and measure it.");
+ABSL_FLAG(std::string, server_args, "",
+          "Extra flags for the started server, space-separated. By default it is given enough "
+          "max_active and queue for --streams.");
+ABSL_FLAG(int, streams, 1000, "Concurrent streams to open.");
+ABSL_FLAG(int, channels, 10, "Client connections to spread the streams over.");
+ABSL_FLAG(std::string, model, "synthetic", "Model to call.");
+ABSL_FLAG(std::vector<std::string>, param, {},
+          "Model parameter name=value (repeatable). Default for synthetic: a slow stream, "
+          "tokens=1000000 token_interval_us=1000000.");
+ABSL_FLAG(int, hold_ms, 5000,
+          "Once every stream has its first chunk, keep them open this long and check that "
+          "each receives another chunk (is still served).");
+ABSL_FLAG(int, open_timeout_ms, 180000, "Give up if the streams are not all open by then.");
+
+namespace sluice {
+namespace {
+
+std::string Mib(int64_t bytes) { return absl::StrFormat("%.1f MiB", bytes / 1048576.0); }
+
+std::string Percentile(std::vector<absl::Duration> v, double q) {
+  if (v.empty()) return "n/a";
+  std::sort(v.begin(), v.end());
+  const size_t i = std::min(v.size() - 1, static_cast<size_t>(q * (v.size() - 1) + 0.5));
+  return absl::StrFormat("%.1f ms", absl::ToDoubleMilliseconds(v[i]));
+}
+
+void Report(const std::string& what, const std::string& value) {
+  std::printf("%-44s %s\n", what.c_str(), value.c_str());
+  std::fflush(stdout);
+}
+
+void ReportServer(pid_t pid, const std::string& when) {
+  if (pid <= 0) return;
+  if (std::optional<ProcStats> s = ReadProcStats(pid)) {
+    Report("server RSS " + when, absl::StrCat(Mib(s->rss_bytes), " (peak ", Mib(s->peak_rss_bytes),
+                                              ", ", s->threads, " threads)"));
+  }
+}
+
+int Run(std::vector<std::string> params) {
+  const int streams = absl::GetFlag(FLAGS_streams);
+  std::string target = absl::GetFlag(FLAGS_target);
+  std::unique_ptr<Subprocess> server;
+  pid_t server_pid = 0;
+  if (!absl::GetFlag(FLAGS_server).empty()) {
+    const std::string dir = absl::StrCat("/tmp/sluice_load.", getpid());
+    mkdir(dir.c_str(), 0755);
+    std::vector<std::string> argv = {
+        absl::GetFlag(FLAGS_server), "--port=0", "--port_file=" + dir + "/port",
+        absl::StrCat("--max_active=", streams + 16),
+        absl::StrCat("--queue_capacity=", streams + 16),
+        absl::StrCat("--max_concurrent_streams=", streams)};
+    for (absl::string_view a : absl::StrSplit(absl::GetFlag(FLAGS_server_args), ' ',
+                                              absl::SkipWhitespace())) {
+      argv.emplace_back(a);
+    }
+    absl::StatusOr<std::unique_ptr<Subprocess>> started = Subprocess::Start(argv);
+    if (!started.ok()) {
+      std::fprintf(stderr, "cannot start server: %s\n", started.status().ToString().c_str());
+      return 1;
+    }
+    server = *std::move(started);
+    absl::StatusOr<std::string> port = WaitForFile(dir + "/port", *server, absl::Seconds(60));
+    if (!port.ok()) {
+      std::fprintf(stderr, "server did not start: %s\n%s\n", port.status().ToString().c_str(),
+                   server->Stderr().c_str());
+      return 1;
+    }
+    target = absl::StrCat("127.0.0.1:", absl::StripAsciiWhitespace(*port));
+    server_pid = server->pid();
+  }
+  if (target.empty()) {
+    std::fprintf(stderr, "give --target or --server\n");
+    return 2;
+  }
+
+  LoadOptions options;
+  options.target = target;
+  options.streams = streams;
+  options.channels = absl::GetFlag(FLAGS_channels);
+  options.request.set_model(absl::GetFlag(FLAGS_model));
+  options.request.set_request_id("load-");
+  if (params.empty() && options.request.model() == "synthetic") {
+    params = {"tokens=1000000", "token_interval_us=1000000"};
+  }
+  for (const std::string& text : params) {
+    auto param = ParseParameter(text);
+    if (!param.ok()) {
+      std::fprintf(stderr, "%s\n", std::string(param.status().message()).c_str());
+      return 2;
+    }
+    (*options.request.mutable_parameters())[param->first] = param->second;
+  }
+
+  Report("target", target);
+  Report("streams / channels", absl::StrCat(streams, " / ", options.channels));
+  ReportServer(server_pid, "idle");
+  const std::optional<ProcStats> client_before = ReadProcStats(getpid());
+
+  bool ok = true;
+  StreamLoad load(options);
+  const absl::Time start = absl::Now();
+  load.Start();
+  const bool opened = load.WaitForFirstChunks(
+      streams, start + absl::Milliseconds(absl::GetFlag(FLAGS_open_timeout_ms)));
+  StreamLoad::Counts counts = load.counts();
+  Report("streams with a first chunk", absl::StrCat(counts.with_chunks, " of ", streams, " in ",
+                                                    absl::FormatDuration(absl::Now() - start)));
+  if (!opened) {
+    ok = false;
+    Report("FAILED", absl::StrCat("not every stream got a chunk; errors: ", counts.other_errors,
+                                  " ", counts.first_error));
+  }
+  const std::vector<absl::Duration> first = load.FirstChunkLatencies();
+  Report("first chunk latency p50 / p99 / max",
+         absl::StrCat(Percentile(first, 0.5), " / ", Percentile(first, 0.99), " / ",
+                      Percentile(first, 1.0)));
+
+  // Hold: every stream must keep being served.
+  const std::optional<ProcStats> before_hold = server_pid ? ReadProcStats(server_pid) : std::nullopt;
+  load.MarkChunks();
+  const absl::Time hold_start = absl::Now();
+  const int served =
+      load.WaitForChunksSinceMark(hold_start + absl::Milliseconds(absl::GetFlag(FLAGS_hold_ms)));
+  const absl::Duration held = absl::Now() - hold_start;
+  Report("streams served again while all open", absl::StrCat(served, " of ", streams, " within ",
+                                                             absl::FormatDuration(held)));
+  if (served < streams) ok = false;
+  ReportServer(server_pid, "with all streams open");
+  if (server_pid) {
+    const std::optional<ProcStats> after_hold = ReadProcStats(server_pid);
+    if (before_hold && after_hold) {
+      Report("server CPU while serving them",
+             absl::StrFormat("%.0f%% of one core",
+                             100 * absl::FDivDuration(after_hold->cpu - before_hold->cpu, held)));
+    }
+  }
+  if (const std::optional<ProcStats> c = ReadProcStats(getpid())) {
+    Report("client RSS", Mib(c->rss_bytes - (client_before ? client_before->rss_bytes : 0)) +
+                             " for the streams");
+  }
+
+  // Cancel every stream; each must end at once, as CANCELLED.
+  const absl::Time cancel_start = absl::Now();
+  load.CancelAll();
+  const bool ended = load.WaitDone(-1, cancel_start + absl::Seconds(60));
+  counts = load.counts();
+  Report("streams cancelled by the client", absl::StrCat(counts.cancelled, " of ", streams, " in ",
+                                                         absl::FormatDuration(absl::Now() - cancel_start)));
+  if (!ended || counts.cancelled != streams) ok = false;
+  if (server_pid) {
+    // After the cancels the server has nothing to do: its CPU use drops to
+    // nothing (generators released, no pacing timers left).
+    const std::optional<ProcStats> a = ReadProcStats(server_pid);
+    absl::SleepFor(absl::Seconds(1));
+    const std::optional<ProcStats> b = ReadProcStats(server_pid);
+    if (a && b) {
+      Report("server CPU in the second after the cancels",
+             absl::StrFormat("%.1f ms", absl::ToDoubleMilliseconds(b->cpu - a->cpu)));
+    }
+    ReportServer(server_pid, "after the cancels");
+    server->Kill(SIGTERM);
+    absl::StatusOr<int> status = server->Wait(absl::Seconds(30));
+    const bool clean = status.ok() && WIFEXITED(*status) && WEXITSTATUS(*status) == 0;
+    Report("server exit after SIGTERM", clean ? "0" : "NOT CLEAN");
+    if (!clean) ok = false;
+  }
+  Report("result", ok ? "PASS" : "FAIL");
+  return ok ? 0 : 1;
+}
+
+}  // namespace
+}  // namespace sluice
+
+int main(int argc, char** argv) {
+  std::vector<std::string> params = sluice::TakeRepeatedFlag(&argc, argv, "param");
+  absl::SetProgramUsageMessage("Opens many concurrent streams against a sluice server and "
+                               "reports whether each is served and cancellable, and its cost.");
+  absl::ParseCommandLine(argc, argv);
+  return sluice::Run(std::move(params));
+}

@@ -59,7 +59,7 @@ class CallTest : public ::testing::Test {
     EXPECT_TRUE(prepared.ok()) << prepared.status();
     auto call = StreamCall::Create(std::move(options), *std::move(prepared), executor_.get(),
                                    timers_, &stats_, sink, summaries_.callback());
-    sink->set_call(call.get());
+    sink->set_call(call);
     return call;
   }
 

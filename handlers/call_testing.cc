@@ -22,6 +22,11 @@ FakeStreamSink::~FakeStreamSink() {
   }
 }
 
+void FakeStreamSink::set_call(std::shared_ptr<StreamCall> call) {
+  MutexLock lock(&mu_);
+  call_ = std::move(call);
+}
+
 void FakeStreamSink::TryCancel() {
   cancelled_ = true;
   MutexLock lock(&mu_);
@@ -47,12 +52,14 @@ void FakeStreamSink::Finish(const absl::Status& status) {
 }
 
 void FakeStreamSink::CompleteWrite(bool ok) {
+  std::shared_ptr<StreamCall> call;
   {
     MutexLock lock(&mu_);
     ASSERT_TRUE(outstanding_) << "no write to complete";
     outstanding_ = false;
+    call = call_;
   }
-  call_->OnWriteDone(ok);
+  call->OnWriteDone(ok);
 }
 
 void FakeStreamSink::AutoLoop() {
@@ -61,8 +68,10 @@ void FakeStreamSink::AutoLoop() {
     while (!outstanding_ && !stopping_) cv_.Wait(&mu_);
     if (stopping_) return;
     outstanding_ = false;
+    std::shared_ptr<StreamCall> call = call_;
     mu_.Unlock();
-    call_->OnWriteDone(!cancelled_);
+    call->OnWriteDone(!cancelled_);
+    call.reset();
     mu_.Lock();
   }
 }

@@ -29,7 +29,8 @@ class FakeStreamSink final : public StreamSink {
   ~FakeStreamSink() override;
 
   // The call this sink belongs to (for OnWriteDone). Set before admission.
-  void set_call(StreamCall* call) { call_ = call; }
+  // Held like gRPC holds a reactor: alive while a write completion runs.
+  void set_call(std::shared_ptr<StreamCall> call);
   // set_cancelled: what IsCancelled() reports (as if gRPC knew of a cancel).
   void set_cancelled(bool cancelled) { cancelled_ = cancelled; }
 
@@ -55,11 +56,11 @@ class FakeStreamSink final : public StreamSink {
  private:
   void AutoLoop();
 
-  StreamCall* call_ = nullptr;
   std::atomic<bool> cancelled_{false};
   const bool auto_complete_;
   mutable Mutex mu_;
   mutable CondVar cv_;
+  std::shared_ptr<StreamCall> call_ ABSL_GUARDED_BY(mu_);
   std::vector<v1::PredictChunk> written_ ABSL_GUARDED_BY(mu_);
   bool outstanding_ ABSL_GUARDED_BY(mu_) = false;
   std::optional<absl::Status> finish_ ABSL_GUARDED_BY(mu_);

@@ -43,7 +43,7 @@ class ExecutorTest : public ::testing::Test {
     options.model = "synthetic";
     auto call = StreamCall::Create(options, *std::move(prepared), executor_.get(), &timers_,
                                    &stats_, sinks_.back().get(), nullptr);
-    sinks_.back()->set_call(call.get());
+    sinks_.back()->set_call(call);
     return call;
   }
 
@@ -123,8 +123,9 @@ TEST_F(ExecutorTest, CancelAllEndsQueuedAndActiveCalls) {
 TEST_F(ExecutorTest, StopReturnsFalseWhenAWorkerNeverReturns) {
   // A model step that ignores cancellation cannot be interrupted; Stop must
   // still return by its deadline (and say so). The stuck worker outlives
-  // the test body, so everything it touches is leaked on purpose.
-  Executor* stuck = new Executor("stuck", ExecutorOptions{1, 1, 0});
+  // the test body, so everything it touches is leaked on purpose (held by
+  // static pointers, so leak checkers see it as reachable).
+  static Executor* stuck = new Executor("stuck", ExecutorOptions{1, 1, 0});
   stuck->Start();
   struct Forever final : public Model<int, int> {
     Notification entered, release, released;
@@ -144,15 +145,15 @@ TEST_F(ExecutorTest, StopReturnsFalseWhenAWorkerNeverReturns) {
     }
     absl::StatusOr<std::string> Encode(int) const override { return ""; }
   };
-  Forever* model = new Forever;
-  auto* sink = new FakeStreamSink(/*auto_complete=*/true);
+  static Forever* model = new Forever;
+  static auto* sink = new FakeStreamSink(/*auto_complete=*/true);
   auto prepared = model->Prepare("stuck", MakeRequest("stuck", ""));
   ASSERT_TRUE(prepared.ok());
   CallOptions options;
   options.model = "stuck";
   auto call = StreamCall::Create(options, *std::move(prepared), stuck, &timers_, &stats_, sink,
                                  nullptr);
-  sink->set_call(call.get());
+  sink->set_call(call);
   ASSERT_TRUE(stuck->Admit(call).ok());
   ASSERT_TRUE(model->entered.WaitForNotificationWithTimeout(kWait));
   call->Cancel(EndCause::kShutdown);

@@ -182,9 +182,10 @@ Server::~Server() {
 }
 
 std::string Server::target() const {
-  const absl::string_view host =
-      options_.host == "0.0.0.0" ? "127.0.0.1" : (options_.host == "::" ? "::1" : options_.host);
-  return HostPort(host, port_);
+  // A wildcard address is dialled on loopback.
+  if (options_.host == "0.0.0.0") return HostPort("127.0.0.1", port_);
+  if (options_.host == "::") return HostPort("::1", port_);
+  return HostPort(options_.host, port_);
 }
 
 bool Server::Shutdown(absl::Duration grace) {

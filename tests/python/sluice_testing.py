@@ -151,6 +151,7 @@ class Process:
                 self.proc.kill()
                 self.proc.wait(timeout=WAIT_S)
         self._reader.join(timeout=WAIT_S)
+        self.proc.stderr.close()
         self._log.close()
 
     def __enter__(self) -> "Process":

@@ -190,16 +190,22 @@ test('a cancel mid-stream stops generation', async () => {
 });
 
 test('a deadline stops generation', async () => {
-  // grpc-js fixes a call's grpc-timeout before the channel connects; with the
-  // channel ready the server's deadline is the client's.
+  // grpc-js fixes a call's grpc-timeout before the channel connects, so on a
+  // channel still connecting the client's deadline comes well before the
+  // server's; with the channel ready they are the same moment.
   await client.listModels();
   const result = await client.stream({ model: 'synthetic', params: LONG_STREAM },
                                      { deadlineMs: 300 });
   assert.equal(result.codeName, 'DEADLINE_EXCEEDED', result.details);
   assert.ok(result.chunks > 0);
   const fields = await server.ended(result.requestId);
-  assert.equal(fields.ended, 'deadline');
-  assert.equal(fields.code, 'DEADLINE_EXCEEDED');
+  // The server's deadline comes from the call's grpc-timeout header and the
+  // client resets the stream at its own deadline: the server ends the call on
+  // whichever reaches it first. Usually its own timer; on a loaded machine the
+  // client's reset may come first, which it counts as a cancel.
+  const ending = `ended=${fields.ended} code=${fields.code}`;
+  assert.ok(['ended=deadline code=DEADLINE_EXCEEDED', 'ended=client_cancelled code=CANCELLED']
+      .includes(ending), ending);
   assert.ok(Number(fields.chunks) <= 300 / INTERVAL_MS + SLACK_CHUNKS, fields.chunks);
 });
 

@@ -77,8 +77,12 @@ class PythonClientTest(unittest.TestCase):
         self.assertEqual(result.code.name, "DEADLINE_EXCEEDED", result)
         self.assertGreater(result.chunks, 0)
         fields = self.ended(result.request_id)
-        self.assertEqual(fields["ended"], "deadline")
-        self.assertEqual(fields["code"], "DEADLINE_EXCEEDED")
+        # The server's deadline comes from the call's grpc-timeout header and
+        # the client resets the stream at its own deadline: the server ends the
+        # call on whichever reaches it first. Usually its own timer; on a loaded
+        # machine the client's reset may come first, which it counts as a cancel.
+        self.assertIn((fields["ended"], fields["code"]),
+                      [("deadline", "DEADLINE_EXCEEDED"), ("client_cancelled", "CANCELLED")])
         self.assertLessEqual(int(fields["chunks"]), 0.3 / INTERVAL_S + SLACK_CHUNKS)
 
     def test_parameters_are_typed_like_sluice_cli(self):

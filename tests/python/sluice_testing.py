@@ -92,14 +92,14 @@ class Process:
     SIGTERM, then SIGKILL if it has not exited within WAIT_S.
     """
 
-    def __init__(self, argv: Sequence[str], log_path: str, env: Optional[Dict[str, str]] = None):
+    def __init__(self, argv: Sequence[str], log_path: str):
         self.argv = list(argv)
         self.log_path = log_path
         self._lines: List[str] = []  # guarded by _OUTPUT
         self._eof = False  # guarded by _OUTPUT
         self._log = open(log_path, "w", encoding="utf-8")
         self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL,
-                                     stdout=self._log, stderr=subprocess.PIPE, env=env)
+                                     stdout=self._log, stderr=subprocess.PIPE)
         self._reader = threading.Thread(target=self._read_stderr, daemon=True)
         self._reader.start()
 
@@ -162,8 +162,9 @@ class Process:
 
 
 def wait_for_file(path: str, process: Process, timeout_s: float = WAIT_S) -> Optional[str]:
-    """The content of `path` once it exists (written and closed, or renamed
-    into place); None if `process` exited first or timeout_s passed.
+    """The content of `path` once it exists and is not empty (written and
+    closed, or renamed into place); None if `process` exited first or
+    timeout_s passed.
 
     Waits on inotify and a pidfd, without polling.
     """
@@ -176,17 +177,20 @@ def wait_for_file(path: str, process: Process, timeout_s: float = WAIT_S) -> Opt
         if _libc.inotify_add_watch(fd, directory.encode(), _IN_CLOSE_WRITE | _IN_MOVED_TO) < 0:
             raise OSError(ctypes.get_errno(), f"inotify_add_watch {directory}")
         deadline = time.monotonic() + timeout_s
+        exited = False
         while True:
-            # Checked after the watch is in place, so a file created before it counts too.
+            # Checked after the watch is in place, so a file created before it
+            # counts too; and once more after the process exited.
             if os.path.exists(path):
                 with open(path, encoding="utf-8") as f:
-                    return f.read()
+                    content = f.read()
+                if content:
+                    return content
             left = deadline - time.monotonic()
-            if left <= 0:
+            if exited or left <= 0:
                 return None
             ready, _, _ = select.select([fd, pidfd], [], [], left)
-            if pidfd in ready and not os.path.exists(path):
-                return None
+            exited = pidfd in ready
             if fd in ready:
                 os.read(fd, 65536)  # drain; the loop checks the path again
     finally:

@@ -121,16 +121,24 @@ TEST_F(LifecycleTest, QueuedUnaryCancelledByItsClientNeverStarts) {
   EXPECT_EQ(model().started(), 1);
 }
 
-TEST_F(LifecycleTest, QueuedCallWhoseClientDiesNeverStarts) {
+TEST_F(LifecycleTest, QueuedCallsWhoseClientDiesNeverStart) {
   auto busy = OccupyTheSlot();
-  absl::StatusOr<std::unique_ptr<Subprocess>> cli = Subprocess::Start(
-      {RunfilePath("client/sluice_cli"), "--target=" + server_.target(), "--model=synthetic",
-       "--stream", "--param=tokens=5"});
-  ASSERT_TRUE(cli.ok());
-  ExpectQueued(1);
-  (*cli)->Kill(SIGKILL);
-  ASSERT_TRUE((*cli)->Wait(kWait).ok());
-  ExpectEnded(1, Method::kPredictStream, EndCause::kDisconnected, EndStage::kQueued, 1);
+  // One streaming and one unary caller, each a process killed while queued.
+  std::vector<std::unique_ptr<Subprocess>> clients;
+  for (const char* mode : {"--stream", "--stream=false"}) {
+    absl::StatusOr<std::unique_ptr<Subprocess>> cli = Subprocess::Start(
+        {RunfilePath("client/sluice_cli"), "--target=" + server_.target(), "--model=synthetic",
+         mode, "--param=tokens=5"});
+    ASSERT_TRUE(cli.ok());
+    clients.push_back(*std::move(cli));
+  }
+  ExpectQueued(2);
+  for (auto& cli : clients) {
+    cli->Kill(SIGKILL);
+    ASSERT_TRUE(cli->Wait(kWait).ok());
+  }
+  ExpectEnded(2, Method::kPredictStream, EndCause::kDisconnected, EndStage::kQueued, 1);
+  EXPECT_EQ(stats().ended(Method::kPredict, EndCause::kDisconnected, EndStage::kQueued), 1u);
   EXPECT_EQ(executor().queued(), 0);
   busy->Cancel();
   ASSERT_TRUE(model().WaitForReleased(1, kWait));

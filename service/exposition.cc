@@ -96,10 +96,16 @@ std::string ExpositionWriter::EscapeLabelValue(absl::string_view value) {
 std::string ExpositionWriter::FormatValue(double value) {
   if (std::isnan(value)) return "NaN";
   if (std::isinf(value)) return value > 0 ? "+Inf" : "-Inf";
-  // The shortest text that reads back as the same double: integers up to
-  // 2^53 come out without a fraction, 0.00005 as "5e-05".
+  // The shortest text that reads back as the same double; in plain decimals
+  // where that stays readable (integers up to 2^53 without a fraction,
+  // 0.0001 rather than 1e-04), in exponent form beyond.
+  const double magnitude = std::fabs(value);
+  const std::chars_format format = magnitude == 0 || (magnitude >= 1e-5 && magnitude < 1e21)
+                                       ? std::chars_format::fixed
+                                       : std::chars_format::general;
   char buffer[64];
-  const std::to_chars_result result = std::to_chars(buffer, buffer + sizeof(buffer), value);
+  const std::to_chars_result result =
+      std::to_chars(buffer, buffer + sizeof(buffer), value, format);
   return std::string(buffer, result.ptr);
 }
 

@@ -53,9 +53,8 @@ class ExpositionWriter {
   // text; backslashes and newlines are escaped).
   void Declare(absl::string_view name, MetricType type, absl::string_view help);
 
-  // Add: one counter or gauge sample of family `name`. Integral values are
-  // written without a fraction (exact up to 2^53); NaN and ±Inf as the
-  // format spells them.
+  // Add: one counter or gauge sample of family `name`, written as
+  // FormatValue does.
   void Add(absl::string_view name, const MetricLabels& labels, double value);
 
   // AddHistogram: one histogram series of family `name`: its _bucket lines
@@ -67,7 +66,7 @@ class ExpositionWriter {
   absl::StatusOr<std::string> Finish() &&;
 
   // FormatValue: a sample value as the format writes it ("3", "0.25",
-  // "5e-05", "+Inf", "-Inf", "NaN").
+  // "0.0001", "1e-07", "+Inf", "-Inf", "NaN").
   static std::string FormatValue(double value);
   // EscapeLabelValue: backslash, double quote and newline escaped.
   static std::string EscapeLabelValue(absl::string_view value);

@@ -86,7 +86,10 @@ TEST(ExpositionWriterTest, NumbersAreWrittenAsTheFormatReadsThem) {
   EXPECT_EQ(ExpositionWriter::FormatValue(42), "42");
   EXPECT_EQ(ExpositionWriter::FormatValue(-3), "-3");
   EXPECT_EQ(ExpositionWriter::FormatValue(0.25), "0.25");
-  EXPECT_EQ(ExpositionWriter::FormatValue(0.00005), "5e-05");
+  EXPECT_EQ(ExpositionWriter::FormatValue(0.0001), "0.0001");
+  EXPECT_EQ(ExpositionWriter::FormatValue(0.00005), "0.00005");
+  EXPECT_EQ(ExpositionWriter::FormatValue(1e-7), "1e-07");
+  EXPECT_EQ(ExpositionWriter::FormatValue(1e21), "1e+21");
   EXPECT_EQ(ExpositionWriter::FormatValue(9007199254740992.0), "9007199254740992");
   EXPECT_EQ(ExpositionWriter::FormatValue(std::numeric_limits<double>::infinity()), "+Inf");
   EXPECT_EQ(ExpositionWriter::FormatValue(-std::numeric_limits<double>::infinity()), "-Inf");

@@ -36,16 +36,19 @@ class ReactorCore {
   // returns the status to reject the RPC with.
   template <typename MakeCall>
   absl::Status Start(const v1::PredictRequest& request, MakeCall make_call) {
+    // The call is accounted to its model if that is served, else to the
+    // unknown-model stats, so that clients cannot grow the metrics. From
+    // here on it is in flight until OnDone records its end.
+    stats_ = service_->StatsFor(request.model());
+    stats_->RecordStarted(method_);
     absl::StatusOr<InferenceService::Admission> admission = service_->Admit(context_, request);
-    // Stats for a name that is not a served model go to the unknown-model
-    // label (RecordRejected), so clients cannot grow the metrics.
-    if (!admission.ok()) return Reject(request.model(), admission.status());
+    if (!admission.ok()) return Reject(admission.status());
     ServedModel* served = admission->served;
     call_ = make_call(*std::move(admission),
                       [service = service_](const CallSummary& s) { service->RecordEnded(s); });
     if (absl::Status status = served->executor->Admit(call_); !status.ok()) {
       call_.reset();
-      return Reject(served->name, status);
+      return Reject(status);
     }
     return absl::OkStatus();
   }
@@ -65,7 +68,7 @@ class ReactorCore {
 
   void OnDone() {
     if (call_ == nullptr) {
-      service_->RecordRejected(rejected_model_, method_, rejected_status_);
+      service_->RecordRejected(stats_, method_, rejected_status_);
       return;
     }
     if (call_->ended_by_peer()) {
@@ -81,8 +84,7 @@ class ReactorCore {
   Call* call() const { return call_.get(); }
 
  private:
-  absl::Status Reject(std::string model, absl::Status status) {
-    rejected_model_ = std::move(model);
+  absl::Status Reject(absl::Status status) {
     rejected_status_ = status;
     return status;
   }
@@ -91,11 +93,11 @@ class ReactorCore {
   grpc::CallbackServerContext* const context_;
   const Method method_;
   const std::string peer_;
+  ModelStats* stats_ = nullptr;  // where this call is accounted; set by Start
   std::shared_ptr<Call> call_;
   // Whether the peer's connection was up when it cancelled; written by
   // OnCancel, read by OnDone (which gRPC runs after OnCancel has returned).
   std::optional<bool> peer_connected_;
-  std::string rejected_model_;
   absl::Status rejected_status_;
 };
 
@@ -252,10 +254,14 @@ EndCause InferenceService::CancelCause(grpc::CallbackServerContext* context) con
   return EndCause::kClientCancelled;  // refined at OnDone: cancel or disconnect
 }
 
+ModelStats* InferenceService::StatsFor(absl::string_view model) const {
+  auto it = models_->find(model);
+  return it == models_->end() ? unknown_model_stats_ : it->second.stats.get();
+}
+
 void InferenceService::RecordEnded(const CallSummary& summary) {
-  auto it = models_->find(summary.model);
-  ModelStats* stats = it == models_->end() ? unknown_model_stats_ : it->second.stats.get();
-  stats->RecordEnded(summary.method, summary.cause, summary.stage, summary.status.code());
+  StatsFor(summary.model)
+      ->RecordEnded(summary.method, summary.cause, summary.stage, summary.status.code());
   VLOG(1) << MethodName(summary.method) << " model=" << summary.model
           << (summary.request_id.empty() ? "" : " request_id=" + summary.request_id)
           << " ended=" << EndCauseName(summary.cause) << " stage=" << EndStageName(summary.stage)
@@ -265,12 +271,10 @@ void InferenceService::RecordEnded(const CallSummary& summary) {
           << " run_ms=" << absl::ToDoubleMilliseconds(summary.run_time);
 }
 
-void InferenceService::RecordRejected(absl::string_view model, Method method,
+void InferenceService::RecordRejected(ModelStats* stats, Method method,
                                       const absl::Status& status) {
-  auto it = models_->find(model);
-  ModelStats* stats = it == models_->end() ? unknown_model_stats_ : it->second.stats.get();
   stats->RecordEnded(method, EndCause::kRejected, EndStage::kAdmission, status.code());
-  VLOG(1) << MethodName(method) << " model=" << model << " rejected: " << status;
+  VLOG(1) << MethodName(method) << " model=" << stats->model() << " rejected: " << status;
 }
 
 grpc::ServerWriteReactor<v1::PredictChunk>* InferenceService::PredictStream(

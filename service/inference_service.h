@@ -64,9 +64,14 @@ class InferenceService final : public v1::Inference::CallbackService {
   // CancelCause: how to classify a cancel reported by gRPC (OnCancel).
   EndCause CancelCause(grpc::CallbackServerContext* context) const;
 
-  // Accounting of ended calls (from reactors).
+  // StatsFor: the stats of served model `model`, or of unknown models
+  // (model="") for any other name.
+  ModelStats* StatsFor(absl::string_view model) const;
+
+  // Accounting of ended calls (from reactors). RecordRejected takes the
+  // stats the call was started in (StatsFor when it arrived).
   void RecordEnded(const CallSummary& summary);
-  void RecordRejected(absl::string_view model, Method method, const absl::Status& status);
+  void RecordRejected(ModelStats* stats, Method method, const absl::Status& status);
 
   PeerProbe* probe() { return probe_; }
 

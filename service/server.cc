@@ -16,7 +16,9 @@
 #include "grpcpp/server_builder.h"
 #include "handlers/timer_queue.h"
 #include "service/inference_service.h"
+#include "service/metrics_http.h"
 #include "service/peer_probe.h"
+#include "service/server_metrics.h"
 
 namespace sluice {
 namespace {
@@ -39,6 +41,9 @@ std::string HostPort(absl::string_view host, int port) {
 absl::Status Validate(const ServerOptions& o) {
   auto invalid = [](auto... parts) { return absl::InvalidArgumentError(absl::StrCat(parts...)); };
   if (o.port < 0 || o.port > 65535) return invalid("port must be 0..65535, got ", o.port);
+  if (o.metrics_port < -1 || o.metrics_port > 65535) {
+    return invalid("metrics_port must be 0..65535, or -1 for no metrics; got ", o.metrics_port);
+  }
   if (o.host.empty()) return invalid("host must not be empty");
   if (o.stream_buffer_chunks < 1) return invalid("stream_buffer_chunks must be at least 1");
   if (o.write_stall_timeout <= absl::ZeroDuration()) return invalid("write_stall_timeout must be positive");
@@ -122,6 +127,15 @@ absl::Status Server::Init() {
   service_ = std::make_unique<InferenceService>(limits, &models_, timers_.get(),
                                                 unknown_model_stats_.get(), probe_.get());
 
+  if (options_.metrics_port >= 0) {
+    absl::StatusOr<std::unique_ptr<MetricsHttpServer>> metrics = MetricsHttpServer::Start(
+        options_.host, options_.metrics_port,
+        [this] { return RenderServerMetrics(models_, *unknown_model_stats_); });
+    if (!metrics.ok()) return metrics.status();
+    metrics_ = *std::move(metrics);
+    metrics_port_ = metrics_->port();
+  }
+
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
@@ -155,6 +169,9 @@ absl::Status Server::Init() {
   }
   LOG(INFO) << "sluice serving " << absl::StrJoin(registry_.names(), ", ") << " on "
             << HostPort(options_.host, port_);
+  if (metrics_ != nullptr) {
+    LOG(INFO) << "metrics on http://" << HostPort(options_.host, metrics_port_) << "/metrics";
+  }
   return absl::OkStatus();
 }
 
@@ -206,6 +223,8 @@ bool Server::Shutdown(absl::Duration grace) {
   for (auto& entry : models_) {
     clean &= entry.second.executor->Stop(absl::Now() + kWorkerStopTimeout);
   }
+  // Metrics stay up through the drain, for watching it.
+  metrics_.reset();
   LOG(INFO) << "shutdown " << (clean ? "complete" : "incomplete: a model step never returned");
   MutexLock lock(&mu_);
   shutdown_done_ = true;

@@ -22,6 +22,9 @@
 ABSL_FLAG(std::string, host, "127.0.0.1",
           "Address to listen on, e.g. 127.0.0.1, 0.0.0.0, ::1 or ::.");
 ABSL_FLAG(int, port, 50051, "TCP port to listen on; 0 picks a free port and logs it.");
+ABSL_FLAG(int, metrics_port, 9464,
+          "Port for Prometheus metrics (plain HTTP, GET /metrics) on --host; 0 picks a free "
+          "port and logs it; -1 serves no metrics.");
 ABSL_FLAG(std::string, port_file, "",
           "If set, the chosen port is written to this file once the server listens.");
 ABSL_FLAG(int, workers, 2, "Worker threads per model (unless --model_options says otherwise).");
@@ -113,6 +116,7 @@ absl::StatusOr<ServerOptions> ServerOptionsFromFlags() {
   ServerOptions options;
   options.host = absl::GetFlag(FLAGS_host);
   options.port = absl::GetFlag(FLAGS_port);
+  options.metrics_port = absl::GetFlag(FLAGS_metrics_port);
   options.model_defaults.workers = absl::GetFlag(FLAGS_workers);
   options.model_defaults.max_active = absl::GetFlag(FLAGS_max_active);
   options.model_defaults.queue_capacity = absl::GetFlag(FLAGS_queue_capacity);

@@ -1,0 +1,208 @@
+// End-to-end: calls against a real server, then /metrics scraped over HTTP as
+// Prometheus would, and the numbers checked against what the calls did.
+
+#include <cstdlib>
+#include <map>
+#include <string>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "models/model_testing.h"
+#include "tests/http_client.h"
+#include "tests/test_server.h"
+
+namespace sluice::testing {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+constexpr absl::Duration kWait = absl::Seconds(30);
+// One chunk, then a pause of an hour: the call holds its slot, no thread.
+constexpr int64_t kHourUs = 3'600'000'000;
+
+// Page: one scrape, as series text -> value. A series the server left out
+// (a combination that never happened) reads as 0.
+class Page {
+ public:
+  explicit Page(std::string text) : text_(std::move(text)) {
+    for (absl::string_view line : absl::StrSplit(text_, '\n', absl::SkipEmpty())) {
+      if (absl::StartsWith(line, "#")) continue;
+      const size_t space = line.rfind(' ');
+      values_[std::string(line.substr(0, space))] =
+          std::strtod(std::string(line.substr(space + 1)).c_str(), nullptr);
+    }
+  }
+  double operator[](const std::string& series) const {
+    auto it = values_.find(series);
+    return it == values_.end() ? 0 : it->second;
+  }
+  bool Has(const std::string& series) const { return values_.count(series) > 0; }
+  const std::string& text() const { return text_; }
+
+ private:
+  std::string text_;
+  std::map<std::string, double> values_;
+};
+
+class MetricsTest : public ::testing::Test {
+ protected:
+  static ServerOptions Options() {
+    ServerOptions options = TestServer::DefaultOptions();
+    options.metrics_port = 0;
+    // One call generates at a time, so a second one queues.
+    options.model_overrides["synthetic"] = ExecutorOptions{1, 1, 4};
+    return options;
+  }
+
+  Page Scrape() {
+    absl::StatusOr<HttpResponse> response = HttpGet(server_.server().metrics_port(), "/metrics");
+    EXPECT_TRUE(response.ok()) << response.status();
+    if (!response.ok()) return Page("");
+    EXPECT_EQ(response->status, 200);
+    return Page(response->body);
+  }
+
+  // ScrapeUntil: scrapes until `series` reads `value` (as an operator
+  // watching the page would see it happen), or `kWait` passes.
+  Page ScrapeUntil(const std::string& series, double value) {
+    const absl::Time deadline = absl::Now() + kWait;
+    Page page = Scrape();
+    while (page[series] != value && absl::Now() < deadline) page = Scrape();
+    EXPECT_EQ(page[series], value) << series << " never reached " << value;
+    return page;
+  }
+
+  // WaitForEnded: every call made so far on `model` has been accounted.
+  void WaitForEnded(uint64_t n, const std::string& model = "synthetic") {
+    ASSERT_TRUE(server_.stats(model).WaitForEndedTotal(n, kWait));
+  }
+
+  grpc::Status StreamAndCancelAfter(const v1::PredictRequest& request, int n) {
+    OpenStream stream(server_.client().stub(), request);
+    EXPECT_TRUE(stream.ReadChunks(n));
+    stream.Cancel();
+    return stream.Finish();
+  }
+
+  TestServer server_{Options()};
+};
+
+TEST_F(MetricsTest, CancelledStreamIsClientCancelledWhileRunning) {
+  EXPECT_EQ(StreamAndCancelAfter(Synthetic({{"tokens", 3000}, {"token_cost_us", 1000}}), 3)
+                .error_code(),
+            grpc::StatusCode::CANCELLED);
+  WaitForEnded(1);
+  Page page = Scrape();
+  EXPECT_EQ(page["sluice_calls_ended_total{model=\"synthetic\",method=\"PredictStream\","
+                 "cause=\"client_cancelled\",stage=\"running\"}"],
+            1);
+  EXPECT_EQ(page["sluice_requests_total{model=\"synthetic\",method=\"PredictStream\","
+                 "code=\"CANCELLED\"}"],
+            1);
+  EXPECT_EQ(page["sluice_calls_in_flight{model=\"synthetic\",method=\"PredictStream\"}"], 0);
+  // The server's count of chunks is the model's own.
+  EXPECT_EQ(page["sluice_chunks_generated_total{model=\"synthetic\"}"],
+            server_.synthetic().stats().chunks());
+  EXPECT_LE(page["sluice_chunks_after_cancel_total{model=\"synthetic\"}"], 1);
+}
+
+TEST_F(MetricsTest, RejectedCallIsRejectedAtAdmission) {
+  StreamResult result = server_.client().PredictStream(
+      MakeRequest("charlm", "x", {{"max_tokens", IntParam(0)}}), StreamOptions());
+  EXPECT_EQ(result.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  WaitForEnded(1, "charlm");
+  Page page = Scrape();
+  EXPECT_EQ(page["sluice_calls_ended_total{model=\"charlm\",method=\"PredictStream\","
+                 "cause=\"rejected\",stage=\"admission\"}"],
+            1);
+  EXPECT_EQ(page["sluice_requests_total{model=\"charlm\",method=\"PredictStream\","
+                 "code=\"INVALID_ARGUMENT\"}"],
+            1);
+  EXPECT_EQ(page["sluice_calls_in_flight{model=\"charlm\",method=\"PredictStream\"}"], 0);
+  EXPECT_EQ(page["sluice_chunks_generated_total{model=\"charlm\"}"], 0);
+}
+
+TEST_F(MetricsTest, CallsForUnknownModelsShareOneEmptyLabel) {
+  for (const char* name : {"no-such-model", "another\"one\n"}) {
+    EXPECT_EQ(server_.client().PredictStream(MakeRequest(name, "x"), StreamOptions())
+                  .status.error_code(),
+              grpc::StatusCode::NOT_FOUND);
+  }
+  Page page = ScrapeUntil(
+      "sluice_requests_total{model=\"\",method=\"PredictStream\",code=\"NOT_FOUND\"}", 2);
+  EXPECT_EQ(page["sluice_calls_ended_total{model=\"\",method=\"PredictStream\","
+                 "cause=\"rejected\",stage=\"admission\"}"],
+            2);
+  EXPECT_THAT(page.text(), Not(HasSubstr("no-such-model")));
+  EXPECT_THAT(page.text(), Not(HasSubstr("another")));
+}
+
+TEST_F(MetricsTest, HistogramCountsMatchTheChunksOfCompletedStreams) {
+  ASSERT_TRUE(server_.client().PredictStream(Synthetic({{"tokens", 20}}), {}).status.ok());
+  ASSERT_TRUE(server_.client().PredictStream(Synthetic({{"tokens", 5}}), {}).status.ok());
+  absl::StatusOr<v1::PredictResponse> unary = server_.client().Predict(Synthetic({{"tokens", 3}}));
+  ASSERT_TRUE(unary.ok()) << unary.status();
+  WaitForEnded(3);
+  Page page = Scrape();
+  EXPECT_EQ(page["sluice_calls_ended_total{model=\"synthetic\",method=\"PredictStream\","
+                 "cause=\"completed\",stage=\"running\"}"],
+            2);
+  EXPECT_EQ(page["sluice_requests_total{model=\"synthetic\",method=\"Predict\",code=\"OK\"}"], 1);
+  EXPECT_EQ(page["sluice_chunks_generated_total{model=\"synthetic\"}"], 28);
+  // One first chunk per call; every other chunk follows a gap.
+  EXPECT_EQ(page["sluice_time_to_first_chunk_seconds_count{model=\"synthetic\"}"], 3);
+  EXPECT_EQ(page["sluice_inter_chunk_seconds_count{model=\"synthetic\"}"], 28 - 3);
+  for (const char* family : {"sluice_time_to_first_chunk_seconds", "sluice_inter_chunk_seconds"}) {
+    const std::string name(family);
+    EXPECT_EQ(page[name + "_bucket{model=\"synthetic\",le=\"+Inf\"}"],
+              page[name + "_count{model=\"synthetic\"}"])
+        << name;
+    EXPECT_GT(page[name + "_sum{model=\"synthetic\"}"], 0) << name;
+    // Cumulative: no bucket holds fewer than the one below it.
+    double below = 0;
+    for (absl::string_view le : {"0.00005", "0.0001", "0.001", "0.01", "0.1", "1", "10", "+Inf"}) {
+      const std::string bucket =
+          absl::StrCat(name, "_bucket{model=\"synthetic\",le=\"", le, "\"}");
+      ASSERT_TRUE(page.Has(bucket)) << bucket;
+      EXPECT_GE(page[bucket], below) << bucket;
+      below = page[bucket];
+    }
+  }
+}
+
+TEST_F(MetricsTest, GaugesShowOpenStreamsQueueAndWorkers) {
+  // The first stream takes synthetic's only slot and pauses after a chunk;
+  // the second waits in the queue behind it.
+  OpenStream running(server_.client().stub(),
+                     Synthetic({{"tokens", 10}, {"token_interval_us", kHourUs}}));
+  ASSERT_TRUE(running.ReadChunks(1));
+  OpenStream queued(server_.client().stub(),
+                    Synthetic({{"tokens", 10}, {"token_interval_us", kHourUs}}));
+  Page page = ScrapeUntil("sluice_queue_depth{model=\"synthetic\"}", 1);
+  EXPECT_EQ(page["sluice_calls_in_flight{model=\"synthetic\",method=\"PredictStream\"}"], 2);
+  EXPECT_EQ(page["sluice_running_calls{model=\"synthetic\"}"], 1);
+  EXPECT_EQ(page["sluice_workers{model=\"synthetic\"}"], 1);
+  EXPECT_EQ(page["sluice_workers{model=\"echo\"}"], 2);
+  EXPECT_LE(page["sluice_busy_workers{model=\"synthetic\"}"], 1);
+
+  queued.Cancel();  // first, so that it never gets the slot
+  running.Cancel();
+  EXPECT_EQ(running.Finish().error_code(), grpc::StatusCode::CANCELLED);
+  EXPECT_EQ(queued.Finish().error_code(), grpc::StatusCode::CANCELLED);
+  WaitForEnded(2);
+  page = Scrape();
+  EXPECT_EQ(page["sluice_calls_in_flight{model=\"synthetic\",method=\"PredictStream\"}"], 0);
+  EXPECT_EQ(page["sluice_queue_depth{model=\"synthetic\"}"], 0);
+  EXPECT_EQ(page["sluice_running_calls{model=\"synthetic\"}"], 0);
+  EXPECT_EQ(page["sluice_calls_ended_total{model=\"synthetic\",method=\"PredictStream\","
+                 "cause=\"client_cancelled\",stage=\"queued\"}"],
+            1);
+}
+
+}  // namespace
+}  // namespace sluice::testing

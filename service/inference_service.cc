@@ -36,11 +36,14 @@ class ReactorCore {
   // returns the status to reject the RPC with.
   template <typename MakeCall>
   absl::Status Start(const v1::PredictRequest& request, MakeCall make_call) {
-    // The call is accounted to its model if that is served, else to the
-    // unknown-model stats, so that clients cannot grow the metrics. From
+    // The call is accounted to its model if that is served and the caller
+    // authenticated, else to the unknown-model stats: clients cannot grow
+    // the metrics, and unauthenticated ones touch no model's numbers. From
     // here on it is in flight until OnDone records its end.
-    stats_ = service_->StatsFor(request.model());
+    const absl::Status authenticated = service_->Authenticate(*context_);
+    stats_ = service_->StatsFor(authenticated.ok() ? request.model() : "");
     stats_->RecordStarted(method_);
+    if (!authenticated.ok()) return Reject(authenticated);
     absl::StatusOr<InferenceService::Admission> admission = service_->Admit(context_, request);
     if (!admission.ok()) return Reject(admission.status());
     ServedModel* served = admission->served;
@@ -190,12 +193,21 @@ class PredictUnaryReactor final : public grpc::ServerUnaryReactor {
 InferenceService::InferenceService(CallLimits limits,
                                    std::map<std::string, ServedModel, std::less<>>* models,
                                    Timers* timers, ModelStats* unknown_model_stats,
-                                   PeerProbe* probe)
+                                   PeerProbe* probe, const BearerAuth* auth)
     : limits_(limits),
       models_(models),
       timers_(timers),
       unknown_model_stats_(unknown_model_stats),
-      probe_(probe) {}
+      probe_(probe),
+      auth_(auth) {}
+
+absl::Status InferenceService::Authenticate(const grpc::CallbackServerContext& context) const {
+  if (auth_ == nullptr) return absl::OkStatus();
+  const auto& metadata = context.client_metadata();
+  auto it = metadata.find("authorization");
+  if (it == metadata.end()) return auth_->Check(std::nullopt);
+  return auth_->Check(absl::string_view(it->second.data(), it->second.size()));
+}
 
 absl::StatusOr<InferenceService::Admission> InferenceService::Admit(
     grpc::CallbackServerContext* context, const v1::PredictRequest& request) {
@@ -291,6 +303,11 @@ grpc::ServerUnaryReactor* InferenceService::Predict(grpc::CallbackServerContext*
 grpc::ServerUnaryReactor* InferenceService::ListModels(grpc::CallbackServerContext* context,
                                                        const v1::ListModelsRequest* /*request*/,
                                                        v1::ListModelsResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  if (absl::Status status = Authenticate(*context); !status.ok()) {
+    reactor->Finish(ToGrpcStatus(status));
+    return reactor;
+  }
   for (const auto& [name, served] : *models_) {
     v1::ModelInfo* info = response->add_models();
     info->set_name(name);
@@ -305,7 +322,6 @@ grpc::ServerUnaryReactor* InferenceService::ListModels(grpc::CallbackServerConte
     info->set_max_active(served.executor->options().max_active);
     info->set_queue_capacity(served.executor->options().queue_capacity);
   }
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   reactor->Finish(grpc::Status::OK);
   return reactor;
 }

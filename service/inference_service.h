@@ -13,6 +13,7 @@
 #include "handlers/stats.h"
 #include "handlers/timer_queue.h"
 #include "models/model.h"
+#include "service/auth.h"
 #include "service/peer_probe.h"
 #include "service/served_model.h"
 #include "sluice/v1/inference.grpc.pb.h"
@@ -31,11 +32,12 @@ struct CallLimits {
 // sequence the RPC; handlers/ decides what the model does.
 class InferenceService final : public v1::Inference::CallbackService {
  public:
-  // `models`, `timers`, `unknown_model_stats` and `probe` outlive the service.
-  // The set of models is fixed before the service starts; their executors and
-  // stats are thread-safe.
+  // `models`, `timers`, `unknown_model_stats`, `probe` and `auth` outlive
+  // the service. The set of models is fixed before the service starts; their
+  // executors and stats are thread-safe. `auth` nullptr: no authentication.
   InferenceService(CallLimits limits, std::map<std::string, ServedModel, std::less<>>* models,
-                   Timers* timers, ModelStats* unknown_model_stats, PeerProbe* probe);
+                   Timers* timers, ModelStats* unknown_model_stats, PeerProbe* probe,
+                   const BearerAuth* auth = nullptr);
 
   // StartDraining: from now on new calls get UNAVAILABLE.
   void StartDraining() { draining_.store(true); }
@@ -48,6 +50,11 @@ class InferenceService final : public v1::Inference::CallbackService {
   grpc::ServerUnaryReactor* ListModels(grpc::CallbackServerContext* context,
                                        const v1::ListModelsRequest* request,
                                        v1::ListModelsResponse* response) override;
+
+  // Authenticate: OK if the call may use this service (no token is required,
+  // or it carries the right one); UNAUTHENTICATED otherwise. Every method
+  // checks it first.
+  absl::Status Authenticate(const grpc::CallbackServerContext& context) const;
 
   // Admission: what a reactor needs to create its Call.
   struct Admission {
@@ -81,6 +88,7 @@ class InferenceService final : public v1::Inference::CallbackService {
   Timers* const timers_;
   ModelStats* const unknown_model_stats_;
   PeerProbe* const probe_;
+  const BearerAuth* const auth_;
   std::atomic<bool> draining_{false};
 };
 

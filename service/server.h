@@ -30,6 +30,7 @@ class Server;
 
 namespace sluice {
 
+class BearerAuth;
 class InferenceService;
 class MetricsHttpServer;
 class PeerProbe;
@@ -46,6 +47,18 @@ struct ServerOptions {
   // HTTP on the same host); 0 picks a free one (see Server::metrics_port());
   // -1 serves no metrics.
   int metrics_port = -1;
+
+  // TLS from PEM files. With tls_cert_file and tls_key_file the server
+  // accepts only TLS; with tls_client_ca_file too, only clients presenting a
+  // certificate that CA signed (mutual TLS). All empty: plaintext.
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  std::string tls_client_ca_file;
+  // A token every sluice.v1.Inference call must carry as the metadata
+  // "authorization: Bearer <token>"; others get UNAUTHENTICATED before any
+  // model sees them. Empty: no authentication. grpc.health.v1.Health and
+  // server reflection answer without it (load balancers probe health).
+  std::string auth_token;
 
   // Scheduling of every model unless overridden below.
   ExecutorOptions model_defaults;
@@ -126,6 +139,7 @@ class Server {
   std::map<std::string, ServedModel, std::less<>> models_;
   std::unique_ptr<ModelStats> unknown_model_stats_;
   std::unique_ptr<PeerProbe> probe_;
+  std::unique_ptr<BearerAuth> auth_;  // null: no authentication
   std::unique_ptr<InferenceService> service_;
   std::unique_ptr<grpc::Server> grpc_server_;
   int port_ = 0;

@@ -23,6 +23,7 @@
 #include "models/model_testing.h"
 #include "tests/http_client.h"
 #include "tests/subprocess.h"
+#include "tests/test_pki.h"
 
 namespace sluice::testing {
 namespace {
@@ -211,6 +212,48 @@ TEST(BinariesTest, DefaultLogHasNothingPerCallOrChunk) {
   EXPECT_LT(log.size(), 20u) << server.process().Stderr();
 }
 
+TEST(BinariesTest, TlsAndTokenFromFlagsAndTheCliSpeaksBoth) {
+  absl::StatusOr<TestPki> pki = TestPki::Create();
+  ASSERT_TRUE(pki.ok()) << pki.status();
+  const std::string token_file = absl::StrCat(std::getenv("TEST_TMPDIR"), "/token");
+  std::ofstream(token_file) << "flag-token-123\n";
+  ServerProcess server("service/sluice_server",
+                       {"--tls_cert=" + pki->server_cert, "--tls_key=" + pki->server_key,
+                        "--tls_client_ca=" + pki->ca_cert, "--auth_token_file=" + token_file});
+  ASSERT_TRUE(server.WaitReady()) << server.process().Stderr();
+  EXPECT_THAT(server.process().Stderr(), HasSubstr("(mutual TLS, bearer token required)"));
+  const std::vector<std::string> tls = {"--tls_ca=" + pki->ca_cert,
+                                        "--tls_cert=" + pki->client_cert,
+                                        "--tls_key=" + pki->client_key};
+  auto cli = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), {"--model=echo", "--input=hi"});
+    return RunCli(server.target(), args);
+  };
+
+  CliRun with_file = cli({tls[0], tls[1], tls[2], "--auth_token_file=" + token_file});
+  EXPECT_EQ(with_file.exit_code, 0) << with_file.err;
+  EXPECT_EQ(with_file.out, "hi");
+
+  setenv("SLUICE_AUTH_TOKEN", "flag-token-123", 1);
+  CliRun with_env = cli({tls[0], tls[1], tls[2]});
+  unsetenv("SLUICE_AUTH_TOKEN");
+  EXPECT_EQ(with_env.exit_code, 0) << with_env.err;
+
+  CliRun without_token = cli({tls[0], tls[1], tls[2]});
+  EXPECT_EQ(without_token.exit_code, 1);
+  EXPECT_THAT(without_token.err, HasSubstr("status=UNAUTHENTICATED"));
+  EXPECT_THAT(without_token.err, HasSubstr("requires a bearer token"));
+
+  CliRun without_cert = cli({tls[0], "--auth_token_file=" + token_file});
+  EXPECT_EQ(without_cert.exit_code, 1);
+  EXPECT_THAT(without_cert.err, HasSubstr("status=UNAVAILABLE"));
+
+  CliRun plaintext = cli({"--auth_token_file=" + token_file});
+  EXPECT_EQ(plaintext.exit_code, 1);
+  EXPECT_THAT(plaintext.err, HasSubstr("status=UNAVAILABLE"));
+  server.StopAndLog();
+}
+
 TEST(BinariesTest, BadFlagsAreReportedAndTheServerDoesNotStart) {
   ServerProcess server("service/sluice_server", {"--model_options=synthetic:workrs=2"});
   EXPECT_FALSE(server.WaitReady());
@@ -227,7 +270,8 @@ TEST(BinariesTest, HelpDocumentsEveryServerFlag) {
   ASSERT_TRUE(help.ok());
   ASSERT_TRUE((*help)->Wait(kWait).ok());
   const std::string text = (*help)->Stdout();
-  for (const char* flag : {"--host", "--port", "--metrics_port", "--workers", "--max_active", "--queue_capacity",
+  for (const char* flag : {"--host", "--port", "--metrics_port", "--tls_cert", "--tls_key",
+                           "--tls_client_ca", "--auth_token_file", "--workers", "--max_active", "--queue_capacity",
                            "--model_options", "--stream_buffer_chunks", "--write_stall_timeout_ms",
                            "--keepalive_time_ms", "--keepalive_timeout_ms", "--shutdown_grace_ms",
                            "--charlm_corpus", "--charlm_order"}) {

@@ -1,18 +1,13 @@
 // End-to-end: calls against a real server, then /metrics scraped over HTTP as
 // Prometheus would, and the numbers checked against what the calls did.
 
-#include <cstdlib>
-#include <map>
 #include <string>
 
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
-#include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "models/model_testing.h"
-#include "tests/http_client.h"
+#include "tests/metrics_page.h"
 #include "tests/test_server.h"
 
 namespace sluice::testing {
@@ -25,30 +20,6 @@ constexpr absl::Duration kWait = absl::Seconds(30);
 // One chunk, then a pause of an hour: the call holds its slot, no thread.
 constexpr int64_t kHourUs = 3'600'000'000;
 
-// Page: one scrape, as series text -> value. A series the server left out
-// (a combination that never happened) reads as 0.
-class Page {
- public:
-  explicit Page(std::string text) : text_(std::move(text)) {
-    for (absl::string_view line : absl::StrSplit(text_, '\n', absl::SkipEmpty())) {
-      if (absl::StartsWith(line, "#")) continue;
-      const size_t space = line.rfind(' ');
-      values_[std::string(line.substr(0, space))] =
-          std::strtod(std::string(line.substr(space + 1)).c_str(), nullptr);
-    }
-  }
-  double operator[](const std::string& series) const {
-    auto it = values_.find(series);
-    return it == values_.end() ? 0 : it->second;
-  }
-  bool Has(const std::string& series) const { return values_.count(series) > 0; }
-  const std::string& text() const { return text_; }
-
- private:
-  std::string text_;
-  std::map<std::string, double> values_;
-};
-
 class MetricsTest : public ::testing::Test {
  protected:
   static ServerOptions Options() {
@@ -59,22 +30,9 @@ class MetricsTest : public ::testing::Test {
     return options;
   }
 
-  Page Scrape() {
-    absl::StatusOr<HttpResponse> response = HttpGet(server_.server().metrics_port(), "/metrics");
-    EXPECT_TRUE(response.ok()) << response.status();
-    if (!response.ok()) return Page("");
-    EXPECT_EQ(response->status, 200);
-    return Page(response->body);
-  }
-
-  // ScrapeUntil: scrapes until `series` reads `value` (as an operator
-  // watching the page would see it happen), or `kWait` passes.
-  Page ScrapeUntil(const std::string& series, double value) {
-    const absl::Time deadline = absl::Now() + kWait;
-    Page page = Scrape();
-    while (page[series] != value && absl::Now() < deadline) page = Scrape();
-    EXPECT_EQ(page[series], value) << series << " never reached " << value;
-    return page;
+  MetricsPage Scrape() { return sluice::testing::Scrape(server_.server().metrics_port()); }
+  MetricsPage ScrapeUntil(const std::string& series, double value) {
+    return sluice::testing::ScrapeUntil(server_.server().metrics_port(), series, value, kWait);
   }
 
   // WaitForEnded: every call made so far on `model` has been accounted.
@@ -97,7 +55,7 @@ TEST_F(MetricsTest, CancelledStreamIsClientCancelledWhileRunning) {
                 .error_code(),
             grpc::StatusCode::CANCELLED);
   WaitForEnded(1);
-  Page page = Scrape();
+  MetricsPage page = Scrape();
   EXPECT_EQ(page["sluice_calls_ended_total{model=\"synthetic\",method=\"PredictStream\","
                  "cause=\"client_cancelled\",stage=\"running\"}"],
             1);
@@ -116,7 +74,7 @@ TEST_F(MetricsTest, RejectedCallIsRejectedAtAdmission) {
       MakeRequest("charlm", "x", {{"max_tokens", IntParam(0)}}), StreamOptions());
   EXPECT_EQ(result.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   WaitForEnded(1, "charlm");
-  Page page = Scrape();
+  MetricsPage page = Scrape();
   EXPECT_EQ(page["sluice_calls_ended_total{model=\"charlm\",method=\"PredictStream\","
                  "cause=\"rejected\",stage=\"admission\"}"],
             1);
@@ -133,7 +91,7 @@ TEST_F(MetricsTest, CallsForUnknownModelsShareOneEmptyLabel) {
                   .status.error_code(),
               grpc::StatusCode::NOT_FOUND);
   }
-  Page page = ScrapeUntil(
+  MetricsPage page = ScrapeUntil(
       "sluice_requests_total{model=\"\",method=\"PredictStream\",code=\"NOT_FOUND\"}", 2);
   EXPECT_EQ(page["sluice_calls_ended_total{model=\"\",method=\"PredictStream\","
                  "cause=\"rejected\",stage=\"admission\"}"],
@@ -148,7 +106,7 @@ TEST_F(MetricsTest, HistogramCountsMatchTheChunksOfCompletedStreams) {
   absl::StatusOr<v1::PredictResponse> unary = server_.client().Predict(Synthetic({{"tokens", 3}}));
   ASSERT_TRUE(unary.ok()) << unary.status();
   WaitForEnded(3);
-  Page page = Scrape();
+  MetricsPage page = Scrape();
   EXPECT_EQ(page["sluice_calls_ended_total{model=\"synthetic\",method=\"PredictStream\","
                  "cause=\"completed\",stage=\"running\"}"],
             2);
@@ -183,7 +141,7 @@ TEST_F(MetricsTest, GaugesShowOpenStreamsQueueAndWorkers) {
   ASSERT_TRUE(running.ReadChunks(1));
   OpenStream queued(server_.client().stub(),
                     Synthetic({{"tokens", 10}, {"token_interval_us", kHourUs}}));
-  Page page = ScrapeUntil("sluice_queue_depth{model=\"synthetic\"}", 1);
+  MetricsPage page = ScrapeUntil("sluice_queue_depth{model=\"synthetic\"}", 1);
   EXPECT_EQ(page["sluice_calls_in_flight{model=\"synthetic\",method=\"PredictStream\"}"], 2);
   EXPECT_EQ(page["sluice_running_calls{model=\"synthetic\"}"], 1);
   EXPECT_EQ(page["sluice_workers{model=\"synthetic\"}"], 1);

@@ -32,9 +32,8 @@ BearerAuth::Digest BearerAuth::Sha256(absl::string_view text) {
 
 absl::StatusOr<BearerAuth> BearerAuth::Create(absl::string_view token) {
   if (token.empty() || token.size() > kMaxTokenBytes) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("the auth token must be 1..", kMaxTokenBytes, " characters, got ",
-                     token.size()));
+    return absl::InvalidArgumentError(absl::StrCat("the auth token must be 1..", kMaxTokenBytes,
+                                                   " characters, got ", token.size()));
   }
   for (char c : token) {
     if (!absl::ascii_isgraph(static_cast<unsigned char>(c))) {

@@ -53,9 +53,8 @@ TEST(BearerAuthTest, OtherSchemesAreRefused) {
 
 TEST(BearerAuthTest, WrongTokensAreRefused) {
   const std::string token = kToken;
-  for (const std::string& wrong :
-       {std::string(""), token.substr(0, token.size() - 1), token + "x", token + " ",
-        "X" + token.substr(1), std::string("guess")}) {
+  for (const std::string& wrong : {std::string(""), token.substr(0, token.size() - 1), token + "x",
+                                   token + " ", "X" + token.substr(1), std::string("guess")}) {
     ExpectRefused("Bearer " + wrong, "not valid for this server");
   }
 }

@@ -1,5 +1,6 @@
 #include "service/exposition.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 
@@ -39,8 +40,20 @@ std::string EscapeHelp(absl::string_view help) {
   return out;
 }
 
+// SeriesNames: the names of the series a family of `type` writes.
+std::vector<std::string> SeriesNames(absl::string_view name, MetricType type) {
+  std::vector<std::string> names = {std::string(name)};
+  if (type == MetricType::kHistogram) {
+    for (absl::string_view suffix : kHistogramSuffixes) {
+      names.push_back(absl::StrCat(name, suffix));
+    }
+  }
+  return names;
+}
+
 // LabelText: `{a="x",b="y"}` (with `extra` last if given), or "" for none.
-std::string LabelText(const MetricLabels& labels, const std::pair<std::string, std::string>* extra) {
+std::string LabelText(const MetricLabels& labels,
+                      const std::pair<std::string, std::string>* extra) {
   if (labels.empty() && extra == nullptr) return "";
   std::string out = "{";
   auto append = [&out](const std::pair<std::string, std::string>& label) {
@@ -104,8 +117,7 @@ std::string ExpositionWriter::FormatValue(double value) {
                                        ? std::chars_format::fixed
                                        : std::chars_format::general;
   char buffer[64];
-  const std::to_chars_result result =
-      std::to_chars(buffer, buffer + sizeof(buffer), value, format);
+  const std::to_chars_result result = std::to_chars(buffer, buffer + sizeof(buffer), value, format);
   return std::string(buffer, result.ptr);
 }
 
@@ -121,23 +133,12 @@ void ExpositionWriter::Declare(absl::string_view name, MetricType type, absl::st
   }
   // A histogram's series are named name_bucket, name_sum and name_count; no
   // two families may write series of the same name.
-  std::vector<std::string> series = {std::string(name)};
-  if (type == MetricType::kHistogram) {
-    for (absl::string_view suffix : kHistogramSuffixes) series.push_back(absl::StrCat(name, suffix));
-  }
+  const std::vector<std::string> mine = SeriesNames(name, type);
   for (const Family& other : families_) {
-    std::vector<std::string> taken = {other.name};
-    if (other.type == MetricType::kHistogram) {
-      for (absl::string_view suffix : kHistogramSuffixes) {
-        taken.push_back(absl::StrCat(other.name, suffix));
-      }
-    }
-    for (const std::string& mine : series) {
-      for (const std::string& theirs : taken) {
-        if (mine == theirs) {
-          return Fail(absl::StrCat("metric family \"", name, "\" clashes with family \"",
-                                   other.name, "\" (both write series named \"", mine, "\")"));
-        }
+    for (const std::string& theirs : SeriesNames(other.name, other.type)) {
+      if (std::find(mine.begin(), mine.end(), theirs) != mine.end()) {
+        return Fail(absl::StrCat("metric family \"", name, "\" clashes with family \"",
+                                 other.name, "\" (both write series named \"", theirs, "\")"));
       }
     }
   }
@@ -188,8 +189,7 @@ void ExpositionWriter::Add(absl::string_view name, const MetricLabels& labels, d
   Family* family = Sample(name, /*histogram=*/false, labels);
   if (family == nullptr) return;
   if (family->type == MetricType::kCounter && !(value >= 0)) {
-    return Fail(absl::StrCat("counter ", name, " must be a number >= 0, got ",
-                             FormatValue(value)));
+    return Fail(absl::StrCat("counter ", name, " must be a number >= 0, got ", FormatValue(value)));
   }
   absl::StrAppend(&family->samples, name, LabelText(labels, nullptr), " ", FormatValue(value),
                   "\n");
@@ -205,8 +205,8 @@ void ExpositionWriter::AddHistogram(absl::string_view name, const MetricLabels& 
   }
   for (size_t i = 0; i < value.bounds.size(); ++i) {
     if (!std::isfinite(value.bounds[i]) || (i > 0 && !(value.bounds[i] > value.bounds[i - 1]))) {
-      return Fail(absl::StrCat("histogram ", name,
-                               " bounds must be finite and strictly increasing"));
+      return Fail(
+          absl::StrCat("histogram ", name, " bounds must be finite and strictly increasing"));
     }
     const uint64_t below = i == 0 ? 0 : value.cumulative[i - 1];
     if (value.cumulative[i] < below || value.cumulative[i] > value.count) {

@@ -71,13 +71,13 @@ TEST(ExpositionWriterTest, LabelValuesEscapeBackslashQuoteAndNewline) {
     w.Declare("m", MetricType::kGauge, "M.");
     w.Add("m", {{"path", "C:\\dir"}, {"quote", "say \"hi\""}, {"text", "two\nlines"}}, 1);
   });
-  EXPECT_THAT(page, HasSubstr("m{path=\"C:\\\\dir\",quote=\"say \\\"hi\\\"\",text=\"two\\nlines\"} 1\n"));
+  EXPECT_THAT(page,
+              HasSubstr("m{path=\"C:\\\\dir\",quote=\"say \\\"hi\\\"\",text=\"two\\nlines\"} 1\n"));
 }
 
 TEST(ExpositionWriterTest, HelpEscapesBackslashAndNewlineOnly) {
-  const std::string page = Page([](ExpositionWriter& w) {
-    w.Declare("m", MetricType::kGauge, "a \\ b\n\"c\"");
-  });
+  const std::string page =
+      Page([](ExpositionWriter& w) { w.Declare("m", MetricType::kGauge, "a \\ b\n\"c\""); });
   EXPECT_THAT(Lines(page)[0], "# HELP m a \\\\ b\\n\"c\"");
 }
 
@@ -108,8 +108,8 @@ TEST(ExpositionWriterTest, HistogramBucketsAreCumulativeAndEndWithInfEqualToCoun
     w.Declare("lat_seconds", MetricType::kHistogram, "Latency.");
     w.AddHistogram("lat_seconds", {{"model", "m"}}, h);
   });
-  EXPECT_THAT(Lines(page), ElementsAre("# HELP lat_seconds Latency.",                 //
-                                       "# TYPE lat_seconds histogram",                //
+  EXPECT_THAT(Lines(page), ElementsAre("# HELP lat_seconds Latency.",                     //
+                                       "# TYPE lat_seconds histogram",                    //
                                        "lat_seconds_bucket{model=\"m\",le=\"0.001\"} 1",  //
                                        "lat_seconds_bucket{model=\"m\",le=\"0.5\"} 3",    //
                                        "lat_seconds_bucket{model=\"m\",le=\"2\"} 3",      //

@@ -39,9 +39,9 @@ absl::StatusOr<std::string> ListenAddress(absl::string_view host, int port) {
   if (mg_check_feature(MG_FEATURES_IPV6) != 0) return absl::StrCat("[", bare, "]:", port);
   if (bare == "::") return absl::StrCat("0.0.0.0:", port);
   if (bare == "::1") return absl::StrCat("127.0.0.1:", port);
-  return absl::InvalidArgumentError(absl::StrCat(
-      "the metrics endpoint cannot listen on IPv6 address ", host,
-      " (this civetweb has no IPv6); use an IPv4 host or \"::\", or disable metrics"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("the metrics endpoint cannot listen on IPv6 address ", host,
+                   " (this civetweb has no IPv6); use an IPv4 host or \"::\", or disable metrics"));
 }
 
 // WakeAddress: an IPv4 address on which a connection reaches the listener
@@ -69,8 +69,9 @@ void Knock(const std::string& ip, int port) {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Start(
-    absl::string_view host, int port, Render render) {
+absl::StatusOr<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Start(absl::string_view host,
+                                                                            int port,
+                                                                            Render render) {
   static std::once_flag init;
   std::call_once(init, [] { mg_init_library(0); });
 
@@ -81,7 +82,7 @@ absl::StatusOr<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Start(
   mg_callbacks callbacks;
   std::memset(&callbacks, 0, sizeof(callbacks));
   callbacks.log_message = LogMessage;
-  const char* options[] = {"listening_ports",    address->c_str(), "num_threads", kThreads,
+  const char* options[] = {"listening_ports",    address->c_str(),  "num_threads", kThreads,
                            "request_timeout_ms", kRequestTimeoutMs, nullptr};
   mg_init_data init_data;
   init_data.callbacks = &callbacks;

@@ -30,8 +30,8 @@ class MetricsHttpServer {
   // `host` as for ServerOptions::host. Debian's civetweb is built without
   // IPv6, so "::" listens on every IPv4 address, "::1" on 127.0.0.1, and
   // another IPv6 address is refused.
-  static absl::StatusOr<std::unique_ptr<MetricsHttpServer>> Start(absl::string_view host,
-                                                                  int port, Render render);
+  static absl::StatusOr<std::unique_ptr<MetricsHttpServer>> Start(absl::string_view host, int port,
+                                                                  Render render);
 
   // Stops listening and waits for scrapes in progress to finish.
   ~MetricsHttpServer();

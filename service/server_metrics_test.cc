@@ -45,11 +45,13 @@ class MetricsTest : public ::testing::Test {
 
 TEST_F(MetricsTest, EndedCallsAppearByModelMethodCauseStageAndCode) {
   stats("synthetic").RecordStarted(Method::kPredictStream);
-  stats("synthetic").RecordEnded(Method::kPredictStream, EndCause::kClientCancelled,
-                                 EndStage::kRunning, absl::StatusCode::kCancelled);
+  stats("synthetic")
+      .RecordEnded(Method::kPredictStream, EndCause::kClientCancelled, EndStage::kRunning,
+                   absl::StatusCode::kCancelled);
   const std::string page = Render();
-  EXPECT_THAT(page, HasSubstr("sluice_calls_ended_total{model=\"synthetic\",method=\"PredictStream\","
-                              "cause=\"client_cancelled\",stage=\"running\"} 1\n"));
+  EXPECT_THAT(page,
+              HasSubstr("sluice_calls_ended_total{model=\"synthetic\",method=\"PredictStream\","
+                        "cause=\"client_cancelled\",stage=\"running\"} 1\n"));
   EXPECT_THAT(page, HasSubstr("sluice_requests_total{model=\"synthetic\",method=\"PredictStream\","
                               "code=\"CANCELLED\"} 1\n"));
   // Combinations that never happened are left out.
@@ -75,7 +77,8 @@ TEST_F(MetricsTest, InFlightCountsStartedCallsPerMethod) {
   stats("echo").RecordStarted(Method::kPredictStream);
   stats("echo").RecordStarted(Method::kPredict);
   const std::string page = Render();
-  EXPECT_THAT(page, HasSubstr("sluice_calls_in_flight{model=\"echo\",method=\"PredictStream\"} 2\n"));
+  EXPECT_THAT(page,
+              HasSubstr("sluice_calls_in_flight{model=\"echo\",method=\"PredictStream\"} 2\n"));
   EXPECT_THAT(page, HasSubstr("sluice_calls_in_flight{model=\"echo\",method=\"Predict\"} 1\n"));
 }
 
@@ -96,7 +99,8 @@ TEST_F(MetricsTest, ChunksAndLatenciesArePerModel) {
                               "le=\"0.005\"} 1\n"));
   EXPECT_THAT(page, HasSubstr("sluice_time_to_first_chunk_seconds_count{model=\"echo\"} 1\n"));
   // 70 µs lands in the 100 µs bucket; 60 s only in +Inf.
-  EXPECT_THAT(page, HasSubstr("sluice_inter_chunk_seconds_bucket{model=\"echo\",le=\"0.0001\"} 1\n"));
+  EXPECT_THAT(page,
+              HasSubstr("sluice_inter_chunk_seconds_bucket{model=\"echo\",le=\"0.0001\"} 1\n"));
   EXPECT_THAT(page, HasSubstr("sluice_inter_chunk_seconds_bucket{model=\"echo\",le=\"10\"} 1\n"));
   EXPECT_THAT(page, HasSubstr("sluice_inter_chunk_seconds_bucket{model=\"echo\",le=\"+Inf\"} 2\n"));
   EXPECT_THAT(page, HasSubstr("sluice_inter_chunk_seconds_sum{model=\"echo\"} 60.00007\n"));

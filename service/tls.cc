@@ -62,9 +62,8 @@ absl::StatusOr<std::string> ReadPemFile(absl::string_view what, const std::strin
   // "-----BEGIN CERTIFICATE-----", "-----BEGIN EC PRIVATE KEY-----", ...
   if (!absl::StrContains(text.str(), "-----BEGIN ") ||
       !absl::StrContains(text.str(), absl::StrCat(kind, "-----"))) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(what, " ", path, " holds no PEM ", kind, " (\"-----BEGIN ...", kind,
-                     "-----\")"));
+    return absl::InvalidArgumentError(absl::StrCat(what, " ", path, " holds no PEM ", kind,
+                                                   " (\"-----BEGIN ...", kind, "-----\")"));
   }
   return text.str();
 }
@@ -81,8 +80,7 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerTlsCredentials(
         ReadPemFile("tls_client_ca", files.client_ca_file, "CERTIFICATE");
     if (!ca.ok()) return ca.status();
     options.pem_root_certs = *std::move(ca);
-    options.client_certificate_request =
-        GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
+    options.client_certificate_request = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
   }
   return grpc::SslServerCredentials(options);
 }

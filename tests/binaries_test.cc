@@ -271,8 +271,8 @@ TEST(BinariesTest, HelpDocumentsEveryServerFlag) {
   ASSERT_TRUE((*help)->Wait(kWait).ok());
   const std::string text = (*help)->Stdout();
   for (const char* flag : {"--host", "--port", "--metrics_port", "--tls_cert", "--tls_key",
-                           "--tls_client_ca", "--auth_token_file", "--workers", "--max_active", "--queue_capacity",
-                           "--model_options", "--stream_buffer_chunks", "--write_stall_timeout_ms",
+                           "--tls_client_ca", "--auth_token_file", "--workers", "--max_active",
+                           "--queue_capacity", "--model_options", "--stream_buffer_chunks", "--write_stall_timeout_ms",
                            "--keepalive_time_ms", "--keepalive_timeout_ms", "--shutdown_grace_ms",
                            "--charlm_corpus", "--charlm_order"}) {
     EXPECT_THAT(text, HasSubstr(flag)) << flag;

@@ -51,9 +51,9 @@ class MetricsTest : public ::testing::Test {
 };
 
 TEST_F(MetricsTest, CancelledStreamIsClientCancelledWhileRunning) {
-  EXPECT_EQ(StreamAndCancelAfter(Synthetic({{"tokens", 3000}, {"token_cost_us", 1000}}), 3)
-                .error_code(),
-            grpc::StatusCode::CANCELLED);
+  EXPECT_EQ(
+      StreamAndCancelAfter(Synthetic({{"tokens", 3000}, {"token_cost_us", 1000}}), 3).error_code(),
+      grpc::StatusCode::CANCELLED);
   WaitForEnded(1);
   MetricsPage page = Scrape();
   EXPECT_EQ(page["sluice_calls_ended_total{model=\"synthetic\",method=\"PredictStream\","
@@ -87,9 +87,9 @@ TEST_F(MetricsTest, RejectedCallIsRejectedAtAdmission) {
 
 TEST_F(MetricsTest, CallsForUnknownModelsShareOneEmptyLabel) {
   for (const char* name : {"no-such-model", "another\"one\n"}) {
-    EXPECT_EQ(server_.client().PredictStream(MakeRequest(name, "x"), StreamOptions())
-                  .status.error_code(),
-              grpc::StatusCode::NOT_FOUND);
+    EXPECT_EQ(
+        server_.client().PredictStream(MakeRequest(name, "x"), StreamOptions()).status.error_code(),
+        grpc::StatusCode::NOT_FOUND);
   }
   MetricsPage page = ScrapeUntil(
       "sluice_requests_total{model=\"\",method=\"PredictStream\",code=\"NOT_FOUND\"}", 2);
@@ -124,8 +124,7 @@ TEST_F(MetricsTest, HistogramCountsMatchTheChunksOfCompletedStreams) {
     // Cumulative: no bucket holds fewer than the one below it.
     double below = 0;
     for (absl::string_view le : {"0.00005", "0.0001", "0.001", "0.01", "0.1", "1", "10", "+Inf"}) {
-      const std::string bucket =
-          absl::StrCat(name, "_bucket{model=\"synthetic\",le=\"", le, "\"}");
+      const std::string bucket = absl::StrCat(name, "_bucket{model=\"synthetic\",le=\"", le, "\"}");
       ASSERT_TRUE(page.Has(bucket)) << bucket;
       EXPECT_GE(page[bucket], below) << bucket;
       below = page[bucket];

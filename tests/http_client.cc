@@ -45,8 +45,8 @@ std::string HttpResponse::Header(absl::string_view name) const {
   return "";
 }
 
-absl::StatusOr<HttpResponse> HttpRequest(int port, absl::string_view method,
-                                         absl::string_view path, absl::Duration timeout) {
+absl::StatusOr<HttpResponse> HttpRequest(int port, absl::string_view method, absl::string_view path,
+                                         absl::Duration timeout) {
   const absl::Time deadline = absl::Now() + timeout;
   Socket socket;
   socket.fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);

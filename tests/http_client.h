@@ -23,8 +23,7 @@ struct HttpResponse {
 // HttpRequest: `method` `path` to 127.0.0.1:`port`, the whole response (the
 // server closes the connection after an HTTP/1.0 response). Fails if the
 // connection is refused or the response has not ended within `timeout`.
-absl::StatusOr<HttpResponse> HttpRequest(int port, absl::string_view method,
-                                         absl::string_view path,
+absl::StatusOr<HttpResponse> HttpRequest(int port, absl::string_view method, absl::string_view path,
                                          absl::Duration timeout = absl::Seconds(10));
 
 inline absl::StatusOr<HttpResponse> HttpGet(int port, absl::string_view path) {

@@ -33,8 +33,7 @@ MetricsPage Scrape(int port) {
   return MetricsPage(response->body);
 }
 
-MetricsPage ScrapeUntil(int port, const std::string& series, double value,
-                        absl::Duration timeout) {
+MetricsPage ScrapeUntil(int port, const std::string& series, double value, absl::Duration timeout) {
   const absl::Time deadline = absl::Now() + timeout;
   MetricsPage page = Scrape(port);
   while (page[series] != value && absl::Now() < deadline) page = Scrape(port);

@@ -76,8 +76,8 @@ absl::StatusOr<TestPki> TestPki::Create() {
   if (!openssl.ok()) return openssl.status();
 
   auto path = [&dir](const std::string& name) { return absl::StrCat(dir, "/", name); };
-  const std::vector<std::string> new_key = {"-newkey", "ec", "-pkeyopt",
-                                            "ec_paramgen_curve:P-256", "-nodes"};
+  const std::vector<std::string> new_key = {"-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                                            "-nodes"};
   // MakeCa: a self-signed CA certificate `name`.pem with key `name`.key.
   auto make_ca = [&](const std::string& name) {
     std::vector<std::string> args = {"req", "-x509", "-new"};
@@ -95,10 +95,10 @@ absl::StatusOr<TestPki> TestPki::Create() {
     request.insert(request.end(), {"-keyout", path(name + ".key"), "-out", path(name + ".csr"),
                                    "-subj", "/CN=" + common_name, "-config", config});
     if (absl::Status s = Openssl(*openssl, request); !s.ok()) return s;
-    return Openssl(*openssl, {"x509", "-req", "-in", path(name + ".csr"), "-CA", path(ca + ".pem"),
-                              "-CAkey", path(ca + ".key"), "-set_serial",
-                              absl::StrCat(serial++), "-days", "2", "-extfile", config,
-                              "-extensions", extensions, "-out", path(name + ".pem")});
+    return Openssl(*openssl,
+                   {"x509", "-req", "-in", path(name + ".csr"), "-CA", path(ca + ".pem"), "-CAkey",
+                    path(ca + ".key"), "-set_serial", absl::StrCat(serial++), "-days", "2",
+                    "-extfile", config, "-extensions", extensions, "-out", path(name + ".pem")});
   };
   absl::Status made = make_ca("ca");
   if (made.ok()) made = make_leaf("server", "localhost", "server", "ca");

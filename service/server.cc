@@ -228,8 +228,11 @@ Server::~Server() {
 }
 
 std::string Server::target() const {
-  const absl::string_view host =
-      options_.host == "0.0.0.0" ? "127.0.0.1" : (options_.host == "::" ? "::1" : options_.host);
+  // (string_view on every branch: a mixed conditional would make a temporary
+  // std::string that dies before HostPort reads it.)
+  const absl::string_view host = options_.host == "0.0.0.0" ? absl::string_view("127.0.0.1")
+                                 : options_.host == "::"    ? absl::string_view("::1")
+                                                            : absl::string_view(options_.host);
   return HostPort(host, port_);
 }
 

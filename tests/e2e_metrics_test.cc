@@ -147,10 +147,13 @@ TEST_F(MetricsTest, GaugesShowOpenStreamsQueueAndWorkers) {
   EXPECT_EQ(page["sluice_workers{model=\"echo\"}"], 2);
   EXPECT_LE(page["sluice_busy_workers{model=\"synthetic\"}"], 1);
 
-  queued.Cancel();  // first, so that it never gets the slot
+  // The queued call is cancelled, and accounted, before the running one lets
+  // go of the slot: otherwise it could start in between.
+  queued.Cancel();
+  EXPECT_EQ(queued.Finish().error_code(), grpc::StatusCode::CANCELLED);
+  WaitForEnded(1);
   running.Cancel();
   EXPECT_EQ(running.Finish().error_code(), grpc::StatusCode::CANCELLED);
-  EXPECT_EQ(queued.Finish().error_code(), grpc::StatusCode::CANCELLED);
   WaitForEnded(2);
   page = Scrape();
   EXPECT_EQ(page["sluice_calls_in_flight{model=\"synthetic\",method=\"PredictStream\"}"], 0);

@@ -4,6 +4,7 @@
 //   sluice_cli --model=synthetic --param tokens=3000 --param token_cost_us=1000 \
 //              --stream --cancel_after_chunks=10
 //   sluice_cli --list_models
+//   sluice_cli --target=host:50051 --tls_ca=ca.pem --auth_token_file=token --list_models
 //
 // Chunks go to stdout as they arrive; the final status and timing go to
 // stderr. The exit code is 0 only if the call ended OK.
@@ -24,8 +25,18 @@
 #include "client/sluice_client.h"
 #include "grpcpp/client_context.h"
 #include "models/sync.h"
+#include "service/auth.h"
 
 ABSL_FLAG(std::string, target, "127.0.0.1:50051", "Server address, host:port.");
+ABSL_FLAG(bool, tls, false,
+          "Connect with TLS, trusting the system's CAs (implied by the other --tls_* flags).");
+ABSL_FLAG(std::string, tls_ca, "", "PEM CA certificate(s) to trust for the server (TLS).");
+ABSL_FLAG(std::string, tls_cert, "", "PEM client certificate, for servers requiring mutual TLS.");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert.");
+ABSL_FLAG(std::string, tls_server_name, "",
+          "Name to verify the server's certificate against, instead of --target's host.");
+ABSL_FLAG(std::string, auth_token_file, "",
+          "File holding the server's bearer token; without it, $SLUICE_AUTH_TOKEN if set.");
 ABSL_FLAG(std::string, model, "", "Model to call (see --list_models).");
 ABSL_FLAG(std::string, input, "", "The model's input, e.g. a prompt.");
 ABSL_FLAG(std::vector<std::string>, param, {},
@@ -89,7 +100,25 @@ int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
   for (const std::string& p : absl::GetFlag(FLAGS_param)) params.push_back(p);
 
-  auto client = sluice::SluiceClient::Connect(absl::GetFlag(FLAGS_target));
+  sluice::ConnectOptions connect;
+  connect.tls = absl::GetFlag(FLAGS_tls);
+  connect.tls_ca_file = absl::GetFlag(FLAGS_tls_ca);
+  connect.tls_cert_file = absl::GetFlag(FLAGS_tls_cert);
+  connect.tls_key_file = absl::GetFlag(FLAGS_tls_key);
+  connect.tls_server_name = absl::GetFlag(FLAGS_tls_server_name);
+  absl::StatusOr<std::string> token = sluice::LoadAuthToken(absl::GetFlag(FLAGS_auth_token_file));
+  if (!token.ok()) {
+    std::cerr << token.status().message() << "\n";
+    return 2;
+  }
+  connect.auth_token = *std::move(token);
+  absl::StatusOr<std::unique_ptr<sluice::SluiceClient>> connected =
+      sluice::SluiceClient::Connect(absl::GetFlag(FLAGS_target), connect);
+  if (!connected.ok()) {
+    std::cerr << connected.status().message() << "\n";
+    return 2;
+  }
+  std::unique_ptr<sluice::SluiceClient> client = *std::move(connected);
   if (absl::GetFlag(FLAGS_list_models)) return ListModels(*client);
 
   sluice::v1::PredictRequest request;
@@ -127,6 +156,7 @@ int main(int argc, char** argv) {
     // The unary call, made through the stream helper's options for deadline
     // and timed cancel.
     grpc::ClientContext context;
+    client->PrepareContext(&context);
     const absl::Time start = absl::Now();
     if (options.deadline != absl::InfiniteDuration()) {
       context.set_deadline(absl::ToChronoTime(start + options.deadline));

@@ -3,6 +3,7 @@
 #include <thread>
 #include <utility>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -13,15 +14,50 @@
 #include "grpcpp/security/credentials.h"
 #include "models/sync.h"
 #include "service/status.h"
+#include "service/tls.h"
 
 namespace sluice {
 
-SluiceClient::SluiceClient(std::shared_ptr<grpc::Channel> channel)
-    : channel_(std::move(channel)), stub_(v1::Inference::NewStub(channel_)) {}
+SluiceClient::SluiceClient(std::shared_ptr<grpc::Channel> channel, std::string auth_token)
+    : channel_(std::move(channel)),
+      stub_(v1::Inference::NewStub(channel_)),
+      authorization_(auth_token.empty() ? "" : "Bearer " + auth_token) {}
 
 std::unique_ptr<SluiceClient> SluiceClient::Connect(const std::string& target) {
   return std::make_unique<SluiceClient>(
       grpc::CreateChannel(target, grpc::InsecureChannelCredentials()));
+}
+
+absl::StatusOr<std::shared_ptr<grpc::Channel>> SluiceClient::MakeChannel(
+    const std::string& target, const ConnectOptions& options, grpc::ChannelArguments args) {
+  const bool tls = options.tls || !options.tls_ca_file.empty() ||
+                   !options.tls_cert_file.empty() || !options.tls_key_file.empty() ||
+                   !options.tls_server_name.empty();
+  if (!tls) return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> credentials = ClientTlsCredentials(
+      {options.tls_ca_file, options.tls_cert_file, options.tls_key_file});
+  if (!credentials.ok()) return credentials.status();
+  if (!options.tls_server_name.empty()) {
+    args.SetSslTargetNameOverride(options.tls_server_name);
+  }
+  return grpc::CreateCustomChannel(target, *credentials, args);
+}
+
+absl::StatusOr<std::unique_ptr<SluiceClient>> SluiceClient::Connect(
+    const std::string& target, const ConnectOptions& options) {
+  for (char c : options.auth_token) {
+    if (!absl::ascii_isgraph(static_cast<unsigned char>(c))) {
+      return absl::InvalidArgumentError(
+          "the auth token must be printable ASCII without spaces or control characters");
+    }
+  }
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = MakeChannel(target, options);
+  if (!channel.ok()) return channel.status();
+  return std::make_unique<SluiceClient>(*std::move(channel), options.auth_token);
+}
+
+void SluiceClient::PrepareContext(grpc::ClientContext* context) const {
+  if (!authorization_.empty()) context->AddMetadata("authorization", authorization_);
 }
 
 StreamResult SluiceClient::PredictStream(
@@ -29,6 +65,7 @@ StreamResult SluiceClient::PredictStream(
     const std::function<void(const v1::PredictChunk&)>& on_chunk) {
   StreamResult result;
   grpc::ClientContext context;
+  PrepareContext(&context);
   const absl::Time start = absl::Now();
   if (options.deadline != absl::InfiniteDuration()) {
     context.set_deadline(absl::ToChronoTime(start + options.deadline));
@@ -75,6 +112,7 @@ StreamResult SluiceClient::PredictStream(
 absl::StatusOr<v1::PredictResponse> SluiceClient::Predict(const v1::PredictRequest& request,
                                                           absl::Duration deadline) {
   grpc::ClientContext context;
+  PrepareContext(&context);
   if (deadline != absl::InfiniteDuration()) {
     context.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
   }
@@ -86,6 +124,7 @@ absl::StatusOr<v1::PredictResponse> SluiceClient::Predict(const v1::PredictReque
 
 absl::StatusOr<v1::ListModelsResponse> SluiceClient::ListModels() {
   grpc::ClientContext context;
+  PrepareContext(&context);
   context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
   v1::ListModelsResponse response;
   grpc::Status status = stub_->ListModels(&context, v1::ListModelsRequest(), &response);

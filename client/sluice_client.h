@@ -4,6 +4,12 @@
 // A small C++ client for sluice.v1.Inference.
 //
 //   auto client = sluice::SluiceClient::Connect("127.0.0.1:50051");
+//   // or, to a server with TLS and a token:
+//   sluice::ConnectOptions options;
+//   options.tls_ca_file = "ca.pem";
+//   options.auth_token = "...";
+//   absl::StatusOr<std::unique_ptr<sluice::SluiceClient>> client =
+//       sluice::SluiceClient::Connect("sluice.example:50051", options);
 //   v1::PredictRequest request = ...;
 //   sluice::StreamResult result = client->PredictStream(
 //       request, {}, [](const v1::PredictChunk& c) { std::cout << c.output(); });
@@ -17,9 +23,29 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "grpcpp/channel.h"
+#include "grpcpp/client_context.h"
+#include "grpcpp/support/channel_arguments.h"
 #include "sluice/v1/inference.grpc.pb.h"
 
 namespace sluice {
+
+// ConnectOptions: how a client reaches a server and proves who it is.
+struct ConnectOptions {
+  // TLS: used when `tls` is set or any tls_* file is given; plaintext
+  // otherwise. tls_ca_file: PEM CAs to trust for the server's certificate
+  // (empty: the system's roots).
+  bool tls = false;
+  std::string tls_ca_file;
+  // Mutual TLS: the client's PEM certificate chain and key (both or neither).
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  // The name to verify the server's certificate against, instead of the
+  // target's host (e.g. "localhost" when dialing an address).
+  std::string tls_server_name;
+  // Sent with every call as "authorization: Bearer <token>"; empty: none.
+  // Without TLS it crosses the network in clear text.
+  std::string auth_token;
+};
 
 // StreamOptions: how a PredictStream call is made and when the client gives up.
 struct StreamOptions {
@@ -46,10 +72,24 @@ struct StreamResult {
 // SluiceClient: blocking calls on one channel. Thread-safe.
 class SluiceClient {
  public:
-  explicit SluiceClient(std::shared_ptr<grpc::Channel> channel);
+  // `auth_token`, if set, is sent with every call (see ConnectOptions).
+  explicit SluiceClient(std::shared_ptr<grpc::Channel> channel, std::string auth_token = "");
 
-  // Connect: an insecure channel to `target` ("host:port").
+  // Connect: a plaintext channel to `target` ("host:port").
   static std::unique_ptr<SluiceClient> Connect(const std::string& target);
+  // Connect: a channel to `target` as `options` say. Fails if a TLS file
+  // cannot be read or the token is not a valid metadata value.
+  static absl::StatusOr<std::unique_ptr<SluiceClient>> Connect(const std::string& target,
+                                                               const ConnectOptions& options);
+  // MakeChannel: the channel Connect would use, with `args` added.
+  static absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(
+      const std::string& target, const ConnectOptions& options,
+      grpc::ChannelArguments args = grpc::ChannelArguments());
+
+  // PrepareContext: adds to `context` what every call of this client
+  // carries (its bearer token). The calls below do it themselves; use it for
+  // calls made on stub() directly.
+  void PrepareContext(grpc::ClientContext* context) const;
 
   // PredictStream: streams `request`, calling `on_chunk` for each output chunk
   // as it arrives (on this thread), and returns when the call has ended.
@@ -67,6 +107,7 @@ class SluiceClient {
  private:
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::Inference::Stub> stub_;
+  const std::string authorization_;  // "Bearer <token>", or "" for none
 };
 
 // ParseParameter: "name=value" as a request parameter. The type is inferred

@@ -125,6 +125,7 @@ void ModelStats::RecordEnded(Method method, EndCause cause, EndStage stage,
   int c = static_cast<int>(code);
   if (c < 0 || c >= kNumCodes) c = static_cast<int>(absl::StatusCode::kUnknown);
   requests_[m * kNumCodes + c].fetch_add(1, std::memory_order_relaxed);
+  in_flight_[m].fetch_sub(1, std::memory_order_relaxed);
   MutexLock lock(&mu_);
   ended_cv_.SignalAll();
 }

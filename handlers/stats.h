@@ -77,8 +77,21 @@ class ModelStats {
 
   const std::string& model() const { return model_; }
 
-  // RecordEnded: classifies one ended call; `code` is the status it finished with.
+  // RecordStarted: a call of `method` arrived (before admission decides
+  // anything). The service ends every started call with one RecordEnded.
+  void RecordStarted(Method method) {
+    in_flight_[static_cast<int>(method)].fetch_add(1, std::memory_order_relaxed);
+  }
+  // RecordEnded: classifies one ended call; `code` is the status it finished
+  // with. It is no longer in flight.
   void RecordEnded(Method method, EndCause cause, EndStage stage, absl::StatusCode code);
+
+  // in_flight: calls of `method` started and not yet ended (for
+  // PredictStream: the open streams, whether queued, generating or rejected
+  // a moment from now).
+  int64_t in_flight(Method method) const {
+    return in_flight_[static_cast<int>(method)].load(std::memory_order_relaxed);
+  }
 
   uint64_t ended(Method method, EndCause cause, EndStage stage) const;
   uint64_t ended(EndCause cause) const;  // over methods and stages
@@ -107,6 +120,7 @@ class ModelStats {
   const std::string model_;
   std::array<std::atomic<uint64_t>, kNumMethods * kNumEndCauses * kNumEndStages> ended_{};
   std::array<std::atomic<uint64_t>, kNumMethods * kNumCodes> requests_{};
+  std::array<std::atomic<int64_t>, kNumMethods> in_flight_{};
   std::atomic<uint64_t> chunks_generated_{0};
   std::atomic<uint64_t> chunks_after_cancel_{0};
   Histogram time_to_first_chunk_;

@@ -40,6 +40,19 @@ TEST(ModelStatsTest, EndedCallsAreCountedByMethodCauseAndStage) {
   EXPECT_EQ(stats.requests(Method::kPredict, absl::StatusCode::kOk), 1u);
 }
 
+TEST(ModelStatsTest, CallsAreInFlightFromStartUntilEndedPerMethod) {
+  ModelStats stats("m");
+  stats.RecordStarted(Method::kPredictStream);
+  stats.RecordStarted(Method::kPredictStream);
+  stats.RecordStarted(Method::kPredict);
+  EXPECT_EQ(stats.in_flight(Method::kPredictStream), 2);
+  EXPECT_EQ(stats.in_flight(Method::kPredict), 1);
+  stats.RecordEnded(Method::kPredictStream, EndCause::kRejected, EndStage::kAdmission,
+                    absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(stats.in_flight(Method::kPredictStream), 1);
+  EXPECT_EQ(stats.in_flight(Method::kPredict), 1);
+}
+
 TEST(ModelStatsTest, ChunksAfterCancelAreCountedSeparately) {
   ModelStats stats("m");
   stats.RecordChunk(false);

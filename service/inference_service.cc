@@ -40,16 +40,22 @@ class ReactorCore {
   // returns the status to reject the RPC with.
   template <typename MakeCall>
   absl::Status Start(const v1::PredictRequest& request, MakeCall make_call) {
+    // The call is accounted to its model if that is served and the caller
+    // authenticated, else to the unknown-model stats: clients cannot grow
+    // the metrics, and unauthenticated ones touch no model's numbers. From
+    // here on it is in flight until OnDone records its end.
+    const absl::Status authenticated = service_->Authenticate(*context_);
+    stats_ = service_->StatsFor(authenticated.ok() ? request.model() : "");
+    stats_->RecordStarted(method_);
+    if (!authenticated.ok()) return Reject(authenticated);
     absl::StatusOr<InferenceService::Admission> admission = service_->Admit(context_, request);
-    // Stats for a name that is not a served model go to the unknown-model
-    // label (RecordRejected), so clients cannot grow the metrics.
-    if (!admission.ok()) return Reject(request.model(), admission.status());
+    if (!admission.ok()) return Reject(admission.status());
     ServedModel* served = admission->served;
     call_ = make_call(*std::move(admission),
                       [service = service_](const CallSummary& s) { service->RecordEnded(s); });
     if (absl::Status status = served->executor->Admit(call_); !status.ok()) {
       call_.reset();
-      return Reject(served->name, status);
+      return Reject(status);
     }
     return absl::OkStatus();
   }
@@ -60,7 +66,7 @@ class ReactorCore {
 
   void OnDone() {
     if (call_ == nullptr) {
-      service_->RecordRejected(rejected_model_, method_, rejected_status_);
+      service_->RecordRejected(stats_, method_, rejected_status_);
       return;
     }
     call_->OnRpcDone();
@@ -70,8 +76,7 @@ class ReactorCore {
   Call* call() const { return call_.get(); }
 
  private:
-  absl::Status Reject(std::string model, absl::Status status) {
-    rejected_model_ = std::move(model);
+  absl::Status Reject(absl::Status status) {
     rejected_status_ = status;
     return status;
   }
@@ -79,8 +84,8 @@ class ReactorCore {
   InferenceService* const service_;
   grpc::CallbackServerContext* const context_;
   const Method method_;
+  ModelStats* stats_ = nullptr;  // where this call is accounted; set by Start
   std::shared_ptr<Call> call_;
-  std::string rejected_model_;
   absl::Status rejected_status_;
 };
 
@@ -173,12 +178,21 @@ class PredictUnaryReactor final : public grpc::ServerUnaryReactor {
 InferenceService::InferenceService(CallLimits limits,
                                    std::map<std::string, ServedModel, std::less<>>* models,
                                    Timers* timers, ModelStats* unknown_model_stats,
-                                   PeerProbe* probe)
+                                   PeerProbe* probe, const BearerAuth* auth)
     : limits_(limits),
       models_(models),
       timers_(timers),
       unknown_model_stats_(unknown_model_stats),
-      probe_(probe) {}
+      probe_(probe),
+      auth_(auth) {}
+
+absl::Status InferenceService::Authenticate(const grpc::CallbackServerContext& context) const {
+  if (auth_ == nullptr) return absl::OkStatus();
+  const auto& metadata = context.client_metadata();
+  auto it = metadata.find("authorization");
+  if (it == metadata.end()) return auth_->Check(std::nullopt);
+  return auth_->Check(absl::string_view(it->second.data(), it->second.size()));
+}
 
 absl::StatusOr<InferenceService::Admission> InferenceService::Admit(
     grpc::CallbackServerContext* context, const v1::PredictRequest& request) {
@@ -238,6 +252,11 @@ EndCause InferenceService::CancelCause(grpc::CallbackServerContext* context) con
   return EndCause::kClientCancelled;  // refined at OnDone: cancel or disconnect
 }
 
+ModelStats* InferenceService::StatsFor(absl::string_view model) const {
+  auto it = models_->find(model);
+  return it == models_->end() ? unknown_model_stats_ : it->second.stats.get();
+}
+
 void InferenceService::RecordEnded(const CallSummary& summary) {
   if (summary.cause != EndCause::kClientCancelled) {
     Account(summary);
@@ -288,25 +307,22 @@ void InferenceService::FlushAccounting() {
 }
 
 void InferenceService::Account(const CallSummary& summary) {
-  auto it = models_->find(summary.model);
-  ModelStats* stats = it == models_->end() ? unknown_model_stats_ : it->second.stats.get();
-  stats->RecordEnded(summary.method, summary.cause, summary.stage, summary.status.code());
+  StatsFor(summary.model)
+      ->RecordEnded(summary.method, summary.cause, summary.stage, summary.status.code());
   VLOG(1) << MethodName(summary.method) << " model=" << summary.model
           << (summary.request_id.empty() ? "" : " request_id=" + summary.request_id)
-          << " peer=" << summary.peer << " ended=" << EndCauseName(summary.cause)
-          << " stage=" << EndStageName(summary.stage)
+          << " ended=" << EndCauseName(summary.cause) << " stage=" << EndStageName(summary.stage)
           << " code=" << StatusCodeName(summary.status.code()) << " chunks=" << summary.chunks
           << " chunks_after_cancel=" << summary.chunks_after_cancel
           << " queue_ms=" << absl::ToDoubleMilliseconds(summary.queue_time)
-          << " run_ms=" << absl::ToDoubleMilliseconds(summary.run_time);
+          << " run_ms=" << absl::ToDoubleMilliseconds(summary.run_time)
+          << " peer=" << summary.peer;
 }
 
-void InferenceService::RecordRejected(absl::string_view model, Method method,
+void InferenceService::RecordRejected(ModelStats* stats, Method method,
                                       const absl::Status& status) {
-  auto it = models_->find(model);
-  ModelStats* stats = it == models_->end() ? unknown_model_stats_ : it->second.stats.get();
   stats->RecordEnded(method, EndCause::kRejected, EndStage::kAdmission, status.code());
-  VLOG(1) << MethodName(method) << " model=" << model << " rejected: " << status;
+  VLOG(1) << MethodName(method) << " model=" << stats->model() << " rejected: " << status;
 }
 
 grpc::ServerWriteReactor<v1::PredictChunk>* InferenceService::PredictStream(
@@ -323,6 +339,11 @@ grpc::ServerUnaryReactor* InferenceService::Predict(grpc::CallbackServerContext*
 grpc::ServerUnaryReactor* InferenceService::ListModels(grpc::CallbackServerContext* context,
                                                        const v1::ListModelsRequest* /*request*/,
                                                        v1::ListModelsResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  if (absl::Status status = Authenticate(*context); !status.ok()) {
+    reactor->Finish(ToGrpcStatus(status));
+    return reactor;
+  }
   for (const auto& [name, served] : *models_) {
     v1::ModelInfo* info = response->add_models();
     info->set_name(name);
@@ -337,7 +358,6 @@ grpc::ServerUnaryReactor* InferenceService::ListModels(grpc::CallbackServerConte
     info->set_max_active(served.executor->options().max_active);
     info->set_queue_capacity(served.executor->options().queue_capacity);
   }
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   reactor->Finish(grpc::Status::OK);
   return reactor;
 }

@@ -15,6 +15,7 @@
 #include "handlers/timer_queue.h"
 #include "models/model.h"
 #include "models/sync.h"
+#include "service/auth.h"
 #include "service/peer_probe.h"
 #include "service/served_model.h"
 #include "sluice/v1/inference.grpc.pb.h"
@@ -33,11 +34,12 @@ struct CallLimits {
 // sequence the RPC; handlers/ decides what the model does.
 class InferenceService final : public v1::Inference::CallbackService {
  public:
-  // `models`, `timers`, `unknown_model_stats` and `probe` outlive the service.
-  // The set of models is fixed before the service starts; their executors and
-  // stats are thread-safe.
+  // `models`, `timers`, `unknown_model_stats`, `probe` and `auth` outlive
+  // the service. The set of models is fixed before the service starts; their
+  // executors and stats are thread-safe. `auth` nullptr: no authentication.
   InferenceService(CallLimits limits, std::map<std::string, ServedModel, std::less<>>* models,
-                   Timers* timers, ModelStats* unknown_model_stats, PeerProbe* probe);
+                   Timers* timers, ModelStats* unknown_model_stats, PeerProbe* probe,
+                   const BearerAuth* auth = nullptr);
 
   // StartDraining: from now on new calls get UNAVAILABLE.
   void StartDraining() { draining_.store(true); }
@@ -50,6 +52,11 @@ class InferenceService final : public v1::Inference::CallbackService {
   grpc::ServerUnaryReactor* ListModels(grpc::CallbackServerContext* context,
                                        const v1::ListModelsRequest* request,
                                        v1::ListModelsResponse* response) override;
+
+  // Authenticate: OK if the call may use this service (no token is required,
+  // or it carries the right one); UNAUTHENTICATED otherwise. Every method
+  // checks it first.
+  absl::Status Authenticate(const grpc::CallbackServerContext& context) const;
 
   // Admission: what a reactor needs to create its Call.
   struct Admission {
@@ -66,11 +73,17 @@ class InferenceService final : public v1::Inference::CallbackService {
   // CancelCause: how to classify a cancel reported by gRPC (OnCancel).
   EndCause CancelCause(grpc::CallbackServerContext* context) const;
 
+  // StatsFor: the stats of served model `model`, or of unknown models
+  // (model="") for any other name.
+  ModelStats* StatsFor(absl::string_view model) const;
+
   // Accounting of ended calls (from reactors). A call cancelled from the
   // client's side is classified as client_cancelled or disconnected by
   // looking at its connection, possibly a moment later (see RecordEnded).
+  // RecordRejected takes the stats the call was started in (StatsFor when it
+  // arrived).
   void RecordEnded(const CallSummary& summary);
-  void RecordRejected(absl::string_view model, Method method, const absl::Status& status);
+  void RecordRejected(ModelStats* stats, Method method, const absl::Status& status);
 
   // FlushAccounting: classifies and records every call still waiting for a
   // second look at its connection. Called at shutdown, so that every ended
@@ -93,6 +106,7 @@ class InferenceService final : public v1::Inference::CallbackService {
   Timers* const timers_;
   ModelStats* const unknown_model_stats_;
   PeerProbe* const probe_;
+  const BearerAuth* const auth_;
   std::atomic<bool> draining_{false};
   Mutex pending_mu_;
   std::list<std::shared_ptr<PendingClassification>> pending_ ABSL_GUARDED_BY(pending_mu_);

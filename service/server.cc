@@ -15,8 +15,12 @@
 #include "grpcpp/server.h"
 #include "grpcpp/server_builder.h"
 #include "handlers/timer_queue.h"
+#include "service/auth.h"
 #include "service/inference_service.h"
+#include "service/metrics_http.h"
 #include "service/peer_probe.h"
+#include "service/server_metrics.h"
+#include "service/tls.h"
 
 namespace sluice {
 namespace {
@@ -36,10 +40,23 @@ std::string HostPort(absl::string_view host, int port) {
   return absl::StrCat(host, ":", port);
 }
 
+bool IsLoopback(absl::string_view host) {
+  return host == "localhost" || host == "::1" || host == "[::1]" || absl::StartsWith(host, "127.");
+}
+
 absl::Status Validate(const ServerOptions& o) {
   auto invalid = [](auto... parts) { return absl::InvalidArgumentError(absl::StrCat(parts...)); };
   if (o.port < 0 || o.port > 65535) return invalid("port must be 0..65535, got ", o.port);
+  if (o.metrics_port < -1 || o.metrics_port > 65535) {
+    return invalid("metrics_port must be 0..65535, or -1 for no metrics; got ", o.metrics_port);
+  }
   if (o.host.empty()) return invalid("host must not be empty");
+  if (o.tls_cert_file.empty() != o.tls_key_file.empty()) {
+    return invalid("tls_cert_file and tls_key_file go together: set both or neither");
+  }
+  if (!o.tls_client_ca_file.empty() && o.tls_cert_file.empty()) {
+    return invalid("tls_client_ca_file (mutual TLS) needs tls_cert_file and tls_key_file");
+  }
   if (o.stream_buffer_chunks < 1) return invalid("stream_buffer_chunks must be at least 1");
   if (o.write_stall_timeout <= absl::ZeroDuration()) return invalid("write_stall_timeout must be positive");
   if (o.max_receive_message_bytes < 1) return invalid("max_receive_message_bytes must be positive");
@@ -114,19 +131,41 @@ absl::Status Server::Init() {
   }
   unknown_model_stats_ = std::make_unique<ModelStats>("");
   probe_ = std::make_unique<PeerProbe>();
+  if (!options_.auth_token.empty()) {
+    absl::StatusOr<BearerAuth> auth = BearerAuth::Create(options_.auth_token);
+    if (!auth.ok()) return auth.status();
+    auth_ = std::make_unique<BearerAuth>(*std::move(auth));
+  }
+  std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
+  if (!options_.tls_cert_file.empty()) {
+    absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> tls = ServerTlsCredentials(
+        {options_.tls_cert_file, options_.tls_key_file, options_.tls_client_ca_file});
+    if (!tls.ok()) return tls.status();
+    credentials = *std::move(tls);
+  }
 
   CallLimits limits;
   limits.stream_buffer_chunks = options_.stream_buffer_chunks;
   limits.write_stall_timeout = options_.write_stall_timeout;
   limits.max_unary_output_bytes = options_.max_unary_output_bytes;
-  service_ = std::make_unique<InferenceService>(limits, &models_, timers_.get(),
-                                                unknown_model_stats_.get(), probe_.get());
+  service_ = std::make_unique<InferenceService>(
+      limits, &models_, timers_.get(), unknown_model_stats_.get(), probe_.get(),
+      auth_.get());
+
+  if (options_.metrics_port >= 0) {
+    absl::StatusOr<std::unique_ptr<MetricsHttpServer>> metrics = MetricsHttpServer::Start(
+        options_.host, options_.metrics_port,
+        [this] { return RenderServerMetrics(models_, *unknown_model_stats_); });
+    if (!metrics.ok()) return metrics.status();
+    metrics_ = *std::move(metrics);
+    metrics_port_ = metrics_->port();
+  }
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   const std::string address = HostPort(options_.host, options_.port);
-  builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &port_);
+  builder.AddListeningPort(address, credentials, &port_);
   builder.SetMaxReceiveMessageSize(options_.max_receive_message_bytes);
   builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS,
                              options_.max_concurrent_streams_per_connection);
@@ -154,7 +193,18 @@ absl::Status Server::Init() {
     health->SetServingStatus(absl::StrCat(kServiceName, "/", entry.first), true);
   }
   LOG(INFO) << "sluice serving " << absl::StrJoin(registry_.names(), ", ") << " on "
-            << HostPort(options_.host, port_);
+            << HostPort(options_.host, port_) << " ("
+            << (options_.tls_cert_file.empty()
+                    ? "plaintext"
+                    : (options_.tls_client_ca_file.empty() ? "TLS" : "mutual TLS"))
+            << (auth_ != nullptr ? ", bearer token required)" : ")");
+  if (auth_ != nullptr && options_.tls_cert_file.empty() && !IsLoopback(options_.host)) {
+    LOG(WARNING) << "a bearer token is required but the server is not using TLS: tokens "
+                    "cross the network in clear text (set --tls_cert and --tls_key)";
+  }
+  if (metrics_ != nullptr) {
+    LOG(INFO) << "metrics on http://" << HostPort(options_.host, metrics_port_) << "/metrics";
+  }
   return absl::OkStatus();
 }
 
@@ -212,6 +262,8 @@ bool Server::Shutdown(absl::Duration grace) {
     clean &= entry.second.executor->Stop(absl::Now() + kWorkerStopTimeout);
   }
   service_->FlushAccounting();
+  // Metrics stay up through the drain, for watching it.
+  metrics_.reset();
   LOG(INFO) << "shutdown " << (clean ? "complete" : "incomplete: a model step never returned");
   MutexLock lock(&mu_);
   shutdown_done_ = true;

@@ -30,7 +30,9 @@ class Server;
 
 namespace sluice {
 
+class BearerAuth;
 class InferenceService;
+class MetricsHttpServer;
 class PeerProbe;
 class TimerQueue;
 
@@ -41,6 +43,22 @@ struct ServerOptions {
   std::string host = "127.0.0.1";
   // TCP port; 0 picks a free one (see Server::port()).
   int port = 50051;
+  // Port of the Prometheus endpoint (http://host:metrics_port/metrics, plain
+  // HTTP on the same host); 0 picks a free one (see Server::metrics_port());
+  // -1 serves no metrics.
+  int metrics_port = -1;
+
+  // TLS from PEM files. With tls_cert_file and tls_key_file the server
+  // accepts only TLS; with tls_client_ca_file too, only clients presenting a
+  // certificate that CA signed (mutual TLS). All empty: plaintext.
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  std::string tls_client_ca_file;
+  // A token every sluice.v1.Inference call must carry as the metadata
+  // "authorization: Bearer <token>"; others get UNAUTHENTICATED before any
+  // model sees them. Empty: no authentication. grpc.health.v1.Health and
+  // server reflection answer without it (load balancers probe health).
+  std::string auth_token;
 
   // Scheduling of every model unless overridden below.
   ExecutorOptions model_defaults;
@@ -90,6 +108,8 @@ class Server {
   int port() const { return port_; }
   // target: "host:port" for a client on this machine to dial.
   std::string target() const;
+  // metrics_port: the port /metrics is served on, or -1 if it is not.
+  int metrics_port() const { return metrics_port_; }
 
   // Shutdown: drains and stops the server. New calls are refused with
   // UNAVAILABLE at once; calls in flight may finish within `grace`; then the
@@ -119,15 +139,20 @@ class Server {
   std::map<std::string, ServedModel, std::less<>> models_;
   std::unique_ptr<ModelStats> unknown_model_stats_;
   std::unique_ptr<PeerProbe> probe_;
+  std::unique_ptr<BearerAuth> auth_;  // null: no authentication
   std::unique_ptr<InferenceService> service_;
   std::unique_ptr<grpc::Server> grpc_server_;
   int port_ = 0;
+  int metrics_port_ = -1;
 
   Mutex mu_;
   CondVar done_cv_;
   bool shutdown_started_ ABSL_GUARDED_BY(mu_) = false;
   bool shutdown_done_ ABSL_GUARDED_BY(mu_) = false;
   bool shutdown_clean_ ABSL_GUARDED_BY(mu_) = true;
+
+  // Last, so that it stops before what it reads (models_) goes away.
+  std::unique_ptr<MetricsHttpServer> metrics_;
 };
 
 }  // namespace sluice

@@ -18,10 +18,24 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "glog/logging.h"
+#include "service/auth.h"
 
 ABSL_FLAG(std::string, host, "127.0.0.1",
           "Address to listen on, e.g. 127.0.0.1, 0.0.0.0, ::1 or ::.");
 ABSL_FLAG(int, port, 50051, "TCP port to listen on; 0 picks a free port and logs it.");
+ABSL_FLAG(int, metrics_port, 9464,
+          "Port for Prometheus metrics (plain HTTP, GET /metrics) on --host; 0 picks a free "
+          "port and logs it; -1 serves no metrics.");
+ABSL_FLAG(std::string, tls_cert, "",
+          "PEM certificate chain of the server; with --tls_key the server accepts only TLS.");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert.");
+ABSL_FLAG(std::string, tls_client_ca, "",
+          "PEM CA certificate(s): require every client to present a certificate they signed "
+          "(mutual TLS). Needs --tls_cert and --tls_key.");
+ABSL_FLAG(std::string, auth_token_file, "",
+          "File holding a bearer token that every sluice.v1.Inference call must carry "
+          "(\"authorization: Bearer <token>\"); without it, $SLUICE_AUTH_TOKEN if set. Health "
+          "checks and reflection need no token.");
 ABSL_FLAG(std::string, port_file, "",
           "If set, the chosen port is written to this file once the server listens.");
 ABSL_FLAG(int, workers, 2, "Worker threads per model (unless --model_options says otherwise).");
@@ -113,6 +127,20 @@ absl::StatusOr<ServerOptions> ServerOptionsFromFlags() {
   ServerOptions options;
   options.host = absl::GetFlag(FLAGS_host);
   options.port = absl::GetFlag(FLAGS_port);
+  options.metrics_port = absl::GetFlag(FLAGS_metrics_port);
+  if (absl::GetFlag(FLAGS_tls_cert).empty() != absl::GetFlag(FLAGS_tls_key).empty()) {
+    return absl::InvalidArgumentError("--tls_cert and --tls_key go together: set both or neither");
+  }
+  if (!absl::GetFlag(FLAGS_tls_client_ca).empty() && absl::GetFlag(FLAGS_tls_cert).empty()) {
+    return absl::InvalidArgumentError(
+        "--tls_client_ca (mutual TLS) needs --tls_cert and --tls_key");
+  }
+  options.tls_cert_file = absl::GetFlag(FLAGS_tls_cert);
+  options.tls_key_file = absl::GetFlag(FLAGS_tls_key);
+  options.tls_client_ca_file = absl::GetFlag(FLAGS_tls_client_ca);
+  absl::StatusOr<std::string> token = LoadAuthToken(absl::GetFlag(FLAGS_auth_token_file));
+  if (!token.ok()) return token.status();
+  options.auth_token = *std::move(token);
   options.model_defaults.workers = absl::GetFlag(FLAGS_workers);
   options.model_defaults.max_active = absl::GetFlag(FLAGS_max_active);
   options.model_defaults.queue_capacity = absl::GetFlag(FLAGS_queue_capacity);

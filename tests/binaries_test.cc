@@ -5,17 +5,24 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include <cstring>
 #include <fstream>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/strings/numbers.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "absl/time/clock.h"
 #include "client/sluice_client.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "models/model_testing.h"
+#include "tests/http_client.h"
+#include "tests/test_pki.h"
 #include "tools/subprocess.h"
 
 namespace sluice::testing {
@@ -30,14 +37,15 @@ using ::testing::HasSubstr;
 constexpr absl::Duration kWait = absl::Seconds(30);
 
 // ServerProcess: a server binary started with --port=0, its port read from
-// the --port_file it writes once it listens.
+// the --port_file it writes once it listens. No metrics unless `flags` ask
+// (the default port would collide between tests running at once).
 class ServerProcess {
  public:
   ServerProcess(const std::string& binary, std::vector<std::string> flags) {
     static int counter = 0;
     dir_ = absl::StrCat(std::getenv("TEST_TMPDIR"), "/server_", counter++);
     mkdir(dir_.c_str(), 0755);
-    std::vector<std::string> argv = {RunfilePath(binary), "--port=0",
+    std::vector<std::string> argv = {RunfilePath(binary), "--port=0", "--metrics_port=-1",
                                      "--port_file=" + dir_ + "/port"};
     argv.insert(argv.end(), flags.begin(), flags.end());
     absl::StatusOr<std::unique_ptr<Subprocess>> process = Subprocess::Start(argv);
@@ -59,6 +67,16 @@ class ServerProcess {
   const std::string& target() const { return target_; }
   SluiceClient& client() { return *client_; }
   Subprocess& process() { return *process_; }
+
+  // StopAndLog: stops the server with SIGTERM and returns everything it
+  // logged, one entry per line.
+  std::vector<std::string> StopAndLog() {
+    process_->Kill(SIGTERM);
+    absl::StatusOr<int> status = process_->Wait(kWait);
+    EXPECT_TRUE(status.ok() && WIFEXITED(*status) && WEXITSTATUS(*status) == 0)
+        << process_->Stderr();
+    return absl::StrSplit(process_->Stderr(), '\n', absl::SkipEmpty());
+  }
 
  private:
   std::string dir_;
@@ -123,6 +141,123 @@ TEST(BinariesTest, StockServerServesTheBuiltinModels) {
   EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << server.process().Stderr();
 }
 
+// CountLines: lines of `log` that contain `text` and, if `severity` is given,
+// are of that glog severity (I, W, E, F: the first letter of the line).
+int CountLines(const std::vector<std::string>& log, absl::string_view text,
+               char severity = '\0') {
+  int n = 0;
+  for (const std::string& line : log) {
+    if (absl::StrContains(line, text) && (severity == '\0' || line[0] == severity)) ++n;
+  }
+  return n;
+}
+
+TEST(BinariesTest, StockServerServesMetricsOnTheMetricsPort) {
+  ServerProcess server("service/sluice_server", {"--metrics_port=0"});
+  ASSERT_TRUE(server.WaitReady()) << server.process().Stderr();
+  // The server logs its metrics address before it writes the port file.
+  const std::string log = server.process().Stderr();
+  const size_t at = log.find("metrics on http://127.0.0.1:");
+  ASSERT_NE(at, std::string::npos) << log;
+  int port = 0;
+  const std::string rest = log.substr(at + std::strlen("metrics on http://127.0.0.1:"));
+  ASSERT_TRUE(absl::SimpleAtoi(rest.substr(0, rest.find('/')), &port)) << rest;
+  ASSERT_TRUE(server.client().Predict(MakeRequest("echo", "hi")).ok());
+
+  // The call is accounted a moment after its client has the answer: watch
+  // the page as an operator would until it shows.
+  const std::string echo_ok =
+      "sluice_requests_total{model=\"echo\",method=\"Predict\",code=\"OK\"} 1\n";
+  absl::StatusOr<HttpResponse> scrape = HttpGet(port, "/metrics");
+  for (const absl::Time deadline = absl::Now() + kWait;
+       scrape.ok() && !absl::StrContains(scrape->body, echo_ok) && absl::Now() < deadline;) {
+    scrape = HttpGet(port, "/metrics");
+  }
+  ASSERT_TRUE(scrape.ok()) << scrape.status();
+  EXPECT_EQ(scrape->status, 200);
+  EXPECT_THAT(scrape->body, HasSubstr(echo_ok));
+  EXPECT_THAT(scrape->body, HasSubstr("sluice_workers{model=\"charlm\"} 2\n"));
+  server.StopAndLog();
+}
+
+TEST(BinariesTest, VlogOneLogsEachEndedCallOnceAndModelErrorsAtError) {
+  ServerProcess server("service/sluice_server", {"--vlog=1"});
+  ASSERT_TRUE(server.WaitReady()) << server.process().Stderr();
+  EXPECT_TRUE(server.client().PredictStream(MakeRequest("echo", "hello"), {}).status.ok());
+  EXPECT_EQ(server.client()
+                .PredictStream(MakeRequest("synthetic", "", {{"tokens", IntParam(5)},
+                                                             {"fail_at", IntParam(2)}}),
+                               {})
+                .status.error_code(),
+            grpc::StatusCode::INTERNAL);
+  EXPECT_EQ(server.client().Predict(MakeRequest("nope", "x")).status().code(),
+            absl::StatusCode::kNotFound);
+
+  const std::vector<std::string> log = server.StopAndLog();
+  EXPECT_EQ(CountLines(log, " ended="), 2);
+  EXPECT_EQ(CountLines(log, " rejected: "), 1);
+  EXPECT_EQ(CountLines(log, "model=echo ended=completed", 'I'), 1);
+  EXPECT_EQ(CountLines(log, "model synthetic failed", 'E'), 1);
+}
+
+TEST(BinariesTest, DefaultLogHasNothingPerCallOrChunk) {
+  ServerProcess server("service/sluice_server", {});
+  ASSERT_TRUE(server.WaitReady()) << server.process().Stderr();
+  StreamResult result = server.client().PredictStream(
+      MakeRequest("synthetic", "", {{"tokens", IntParam(500)}}), {});
+  ASSERT_TRUE(result.status.ok());
+  ASSERT_EQ(result.chunks, 500);
+  EXPECT_FALSE(server.client().Predict(MakeRequest("nope", "x")).ok());
+
+  const std::vector<std::string> log = server.StopAndLog();
+  EXPECT_EQ(CountLines(log, "PredictStream"), 0);
+  EXPECT_EQ(CountLines(log, "Predict "), 0);
+  // Start-up and shutdown only: a line per chunk would make hundreds.
+  EXPECT_LT(log.size(), 20u) << server.process().Stderr();
+}
+
+TEST(BinariesTest, TlsAndTokenFromFlagsAndTheCliSpeaksBoth) {
+  absl::StatusOr<TestPki> pki = TestPki::Create();
+  ASSERT_TRUE(pki.ok()) << pki.status();
+  const std::string token_file = absl::StrCat(std::getenv("TEST_TMPDIR"), "/token");
+  std::ofstream(token_file) << "flag-token-123\n";
+  ServerProcess server("service/sluice_server",
+                       {"--tls_cert=" + pki->server_cert, "--tls_key=" + pki->server_key,
+                        "--tls_client_ca=" + pki->ca_cert, "--auth_token_file=" + token_file});
+  ASSERT_TRUE(server.WaitReady()) << server.process().Stderr();
+  EXPECT_THAT(server.process().Stderr(), HasSubstr("(mutual TLS, bearer token required)"));
+  const std::vector<std::string> tls = {"--tls_ca=" + pki->ca_cert,
+                                        "--tls_cert=" + pki->client_cert,
+                                        "--tls_key=" + pki->client_key};
+  auto cli = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), {"--model=echo", "--input=hi"});
+    return RunCli(server.target(), args);
+  };
+
+  CliRun with_file = cli({tls[0], tls[1], tls[2], "--auth_token_file=" + token_file});
+  EXPECT_EQ(with_file.exit_code, 0) << with_file.err;
+  EXPECT_EQ(with_file.out, "hi");
+
+  setenv("SLUICE_AUTH_TOKEN", "flag-token-123", 1);
+  CliRun with_env = cli({tls[0], tls[1], tls[2]});
+  unsetenv("SLUICE_AUTH_TOKEN");
+  EXPECT_EQ(with_env.exit_code, 0) << with_env.err;
+
+  CliRun without_token = cli({tls[0], tls[1], tls[2]});
+  EXPECT_EQ(without_token.exit_code, 1);
+  EXPECT_THAT(without_token.err, HasSubstr("status=UNAUTHENTICATED"));
+  EXPECT_THAT(without_token.err, HasSubstr("requires a bearer token"));
+
+  CliRun without_cert = cli({tls[0], "--auth_token_file=" + token_file});
+  EXPECT_EQ(without_cert.exit_code, 1);
+  EXPECT_THAT(without_cert.err, HasSubstr("status=UNAVAILABLE"));
+
+  CliRun plaintext = cli({"--auth_token_file=" + token_file});
+  EXPECT_EQ(plaintext.exit_code, 1);
+  EXPECT_THAT(plaintext.err, HasSubstr("status=UNAVAILABLE"));
+  server.StopAndLog();
+}
+
 TEST(BinariesTest, BadFlagsAreReportedAndTheServerDoesNotStart) {
   ServerProcess server("service/sluice_server", {"--model_options=synthetic:workrs=2"});
   EXPECT_FALSE(server.WaitReady());
@@ -139,8 +274,9 @@ TEST(BinariesTest, HelpDocumentsEveryServerFlag) {
   ASSERT_TRUE(help.ok());
   ASSERT_TRUE((*help)->Wait(kWait).ok());
   const std::string text = (*help)->Stdout();
-  for (const char* flag : {"--host", "--port", "--workers", "--max_active", "--queue_capacity",
-                           "--model_options", "--stream_buffer_chunks", "--write_stall_timeout_ms",
+  for (const char* flag : {"--host", "--port", "--metrics_port", "--tls_cert", "--tls_key",
+                           "--tls_client_ca", "--auth_token_file", "--workers", "--max_active",
+                           "--queue_capacity", "--model_options", "--stream_buffer_chunks", "--write_stall_timeout_ms",
                            "--keepalive_time_ms", "--keepalive_timeout_ms", "--shutdown_grace_ms",
                            "--charlm_corpus", "--charlm_order"}) {
     EXPECT_THAT(text, HasSubstr(flag)) << flag;

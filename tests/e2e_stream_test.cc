@@ -207,3 +207,29 @@ TEST_F(StreamTest, ListModelsDescribesModelsAndParameters) {
 
 }  // namespace
 }  // namespace sluice::testing
+
+namespace sluice::testing {
+namespace {
+
+TEST(LimitsTest, TooLargeRequestIsResourceExhaustedAndNeverReachesAModel) {
+  ServerOptions options = TestServer::DefaultOptions();
+  options.max_receive_message_bytes = 1024;
+  TestServer server(options);
+
+  StreamResult big =
+      server.client().PredictStream(MakeRequest("echo", std::string(2000, 'x')), StreamOptions());
+  EXPECT_EQ(big.status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_EQ(big.chunks, 0);
+  EXPECT_EQ(server.client().Predict(MakeRequest("echo", std::string(2000, 'x'))).status().code(),
+            absl::StatusCode::kResourceExhausted);
+
+  // Under the limit is fine; it is the only call the model ever saw.
+  StreamResult small =
+      server.client().PredictStream(MakeRequest("echo", std::string(900, 'x')), StreamOptions());
+  EXPECT_TRUE(small.status.ok()) << small.status.error_message();
+  ASSERT_TRUE(server.stats("echo").WaitForEndedTotal(1, kWait));
+  EXPECT_EQ(server.stats("echo").ended_total(), 1u);
+}
+
+}  // namespace
+}  // namespace sluice::testing

@@ -318,7 +318,7 @@ TEST_F(ShutdownTest, SigtermWithActiveStreamsExitsZero) {
   const std::string dir = std::string(std::getenv("TEST_TMPDIR")) + "/sigterm";
   mkdir(dir.c_str(), 0755);
   absl::StatusOr<std::unique_ptr<Subprocess>> process = Subprocess::Start(
-      {RunfilePath("service/sluice_server"), "--port=0", "--port_file=" + dir + "/port",
+      {RunfilePath("service/sluice_server"), "--port=0", "--port_file=" + dir + "/port", "--metrics_port=-1",
        "--shutdown_grace_ms=300"});
   ASSERT_TRUE(process.ok());
   absl::StatusOr<std::string> port = WaitForFile(dir + "/port", **process, kWait);

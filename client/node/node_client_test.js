@@ -89,7 +89,7 @@ class Server extends require('node:events') {
     this.lines = [];
     this.exited = false;
     this.child = spawn(runfile('service/sluice_server'),
-                       ['--port=0', `--port_file=${portFile}`, '--vlog=1'],
+                       ['--port=0', `--port_file=${portFile}`, '--metrics_port=-1', '--vlog=1'],
                        { stdio: ['ignore', 'ignore', 'pipe'] });
     let partial = '';
     this.child.stderr.setEncoding('utf8').on('data', (text) => {

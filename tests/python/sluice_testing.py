@@ -223,7 +223,7 @@ class SluiceServer(Process):
         self.dir = temp_dir(name)
         port_file = os.path.join(self.dir, "port")
         super().__init__([runfile("service/sluice_server"), "--port=0",
-                          f"--port_file={port_file}", "--vlog=1", *flags],
+                          f"--port_file={port_file}", "--metrics_port=-1", "--vlog=1", *flags],
                          os.path.join(self.dir, "server.log"))
         text = wait_for_file(port_file, self)
         if text is None:

@@ -85,7 +85,7 @@ int Run(std::vector<std::string> params) {
     const std::string dir = absl::StrCat("/tmp/sluice_load.", getpid());
     mkdir(dir.c_str(), 0755);
     std::vector<std::string> argv = {
-        absl::GetFlag(FLAGS_server), "--port=0", "--port_file=" + dir + "/port",
+        absl::GetFlag(FLAGS_server), "--port=0", "--port_file=" + dir + "/port", "--metrics_port=0",
         absl::StrCat("--max_active=", streams + 16),
         absl::StrCat("--queue_capacity=", streams + 16),
         absl::StrCat("--max_concurrent_streams=", streams)};

@@ -145,6 +145,10 @@ absl::StatusOr<std::pair<std::string, v1::Parameter>> ParseParameter(absl::strin
     type = name.substr(colon + 1);
     name = name.substr(0, colon);
   }
+  if (name.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("parameter \"", text, "\" has no name before its type"));
+  }
   v1::Parameter param;
   int64_t i;
   double d;

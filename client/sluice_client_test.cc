@@ -28,6 +28,9 @@ TEST(ParseParameterTest, MistakesAreExplained) {
   EXPECT_EQ(ParseParameter("=3").status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(ParseParameter("n:int=x").status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(ParseParameter("n:complex=1").status().code(), absl::StatusCode::kInvalidArgument);
+  // A type but no name.
+  EXPECT_EQ(ParseParameter(":int=5").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ParseParameter(":=").status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST(TakeRepeatedFlagTest, CollectsEveryOccurrenceAndLeavesTheRest) {

@@ -2,11 +2,13 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
 #include <cstring>
 #include <fstream>
 #include <sstream>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -25,7 +27,7 @@ std::optional<std::string> DecodeAddress(absl::string_view hex_addr) {
   std::vector<absl::string_view> parts = absl::StrSplit(hex_addr, ':');
   if (parts.size() != 2) return std::nullopt;
   uint32_t port;
-  if (!absl::SimpleHexAtoi(parts[1], &port)) return std::nullopt;
+  if (!absl::SimpleHexAtoi(parts[1], &port) || port > 0xFFFF) return std::nullopt;
   const absl::string_view ip = parts[0];
   char text[INET6_ADDRSTRLEN];
   if (ip.size() == 8) {
@@ -82,11 +84,23 @@ absl::flat_hash_set<std::string> PeerProbe::ParseProcNetTcp(absl::string_view te
 }
 
 std::optional<std::string> PeerProbe::NormalizePeer(absl::string_view peer) {
-  std::string host_port;
+  // The host is re-spelled by inet_ntop and the port re-printed, as
+  // DecodeAddress spells the kernel's, so that equal connections compare equal
+  // and anything that is not ip:port has no answer.
+  char host[INET6_ADDRSTRLEN];
+  std::string p;
+  absl::string_view port;
   if (absl::ConsumePrefix(&peer, "ipv4:")) {
-    host_port = std::string(peer);
+    const size_t colon = peer.rfind(':');
+    if (colon == absl::string_view::npos) return std::nullopt;
+    in_addr addr;
+    if (inet_pton(AF_INET, std::string(peer.substr(0, colon)).c_str(), &addr) != 1) {
+      return std::nullopt;
+    }
+    inet_ntop(AF_INET, &addr, host, sizeof(host));
+    port = peer.substr(colon + 1);
   } else if (absl::ConsumePrefix(&peer, "ipv6:")) {
-    std::string p(peer);
+    p = std::string(peer);
     // gRPC writes the brackets either plainly or percent-encoded.
     for (auto [from, to] : {std::pair<const char*, const char*>{"%5B", "["}, {"%5D", "]"}}) {
       for (size_t at; (at = p.find(from)) != std::string::npos;) p.replace(at, 3, to);
@@ -96,20 +110,24 @@ std::optional<std::string> PeerProbe::NormalizePeer(absl::string_view peer) {
     in6_addr addr;
     const std::string ip = p.substr(1, close - 1);
     if (inet_pton(AF_INET6, ip.c_str(), &addr) != 1) return std::nullopt;
-    char text[INET6_ADDRSTRLEN];
     if (IN6_IS_ADDR_V4MAPPED(&addr)) {
       in_addr v4;
       std::memcpy(&v4.s_addr, &addr.s6_addr[12], 4);
-      inet_ntop(AF_INET, &v4, text, sizeof(text));
+      inet_ntop(AF_INET, &v4, host, sizeof(host));
     } else {
-      inet_ntop(AF_INET6, &addr, text, sizeof(text));
+      inet_ntop(AF_INET6, &addr, host, sizeof(host));
     }
-    host_port = absl::StrCat(text, p.substr(close + 1));
+    port = absl::string_view(p).substr(close + 1);
+    if (!absl::ConsumePrefix(&port, ":")) return std::nullopt;
   } else {
     return std::nullopt;
   }
-  if (host_port.find(':') == std::string::npos) return std::nullopt;
-  return host_port;
+  uint32_t port_number;
+  if (port.empty() || !std::all_of(port.begin(), port.end(), absl::ascii_isdigit) ||
+      !absl::SimpleAtoi(port, &port_number) || port_number > 0xFFFF) {
+    return std::nullopt;
+  }
+  return absl::StrCat(host, ":", port_number);
 }
 
 std::optional<bool> PeerProbe::IsConnected(absl::string_view peer, absl::Time since) {

@@ -14,6 +14,18 @@ TEST(PeerProbeTest, NormalizesGrpcPeerStrings) {
   EXPECT_EQ(PeerProbe::NormalizePeer("ipv6:garbage"), std::nullopt);
 }
 
+TEST(PeerProbeTest, AnswersOnlyIpAndPortInTheKernelTablesSpelling) {
+  EXPECT_EQ(PeerProbe::NormalizePeer("ipv4:127.0.0.1:0080"), "127.0.0.1:80");
+  EXPECT_EQ(PeerProbe::NormalizePeer("ipv6:[0:0::1]:80"), "::1:80");
+  EXPECT_EQ(PeerProbe::NormalizePeer("ipv4:not-an-ip:80"), std::nullopt);
+  EXPECT_EQ(PeerProbe::NormalizePeer("ipv4:127.0.0.1"), std::nullopt);
+  EXPECT_EQ(PeerProbe::NormalizePeer("ipv4:127.0.0.1:"), std::nullopt);
+  EXPECT_EQ(PeerProbe::NormalizePeer("ipv4:127.0.0.1:+80"), std::nullopt);
+  EXPECT_EQ(PeerProbe::NormalizePeer("ipv4:127.0.0.1:65536"), std::nullopt);
+  EXPECT_EQ(PeerProbe::NormalizePeer("ipv6:[::1]"), std::nullopt);
+  EXPECT_EQ(PeerProbe::NormalizePeer("ipv6:[::1]junk:80"), std::nullopt);
+}
+
 TEST(PeerProbeTest, ParsesEstablishedConnectionsToTheLocalPort) {
   // Three sockets: an ESTABLISHED one to port 50051 (0xC383) from 127.0.0.1:40000
   // (0x9C40), a listening one, and an ESTABLISHED one to another port.
@@ -38,6 +50,12 @@ TEST(PeerProbeTest, ParsesIpv6AndMappedAddresses) {
   EXPECT_EQ(established.size(), 2u);
   EXPECT_TRUE(established.contains("::1:40000"));
   EXPECT_TRUE(established.contains("127.0.0.2:40001"));
+}
+
+TEST(PeerProbeTest, IgnoresPortsBeyond16Bits) {
+  const char kTcp[] =
+      "   0: 0100007F:C383 0100007F:9C442 01 00000000:00000000 00:00000000 00000000     0\n";
+  EXPECT_TRUE(PeerProbe::ParseProcNetTcp(kTcp, 50051).empty());
 }
 
 TEST(PeerProbeTest, NonTcpPeerHasNoAnswer) {

@@ -88,7 +88,10 @@ absl::StatusOr<std::map<std::string, ExecutorOptions>> ParseModelOptions(
   std::map<std::string, ExecutorOptions> out;
   for (absl::string_view entry : absl::StrSplit(spec, ';', absl::SkipWhitespace())) {
     entry = absl::StripAsciiWhitespace(entry);
-    std::pair<absl::string_view, absl::string_view> name_rest = absl::StrSplit(entry, ':');
+    // MaxSplits: a second ':' or '=' stays in the value and is refused there,
+    // rather than silently dropped (a pair keeps only the first two pieces).
+    std::pair<absl::string_view, absl::string_view> name_rest =
+        absl::StrSplit(entry, absl::MaxSplits(':', 1));
     const std::string name(absl::StripAsciiWhitespace(name_rest.first));
     if (name.empty() || entry.find(':') == absl::string_view::npos) {
       return absl::InvalidArgumentError(absl::StrCat(
@@ -96,7 +99,8 @@ absl::StatusOr<std::map<std::string, ExecutorOptions>> ParseModelOptions(
     }
     ExecutorOptions options = defaults;
     for (absl::string_view kv : absl::StrSplit(name_rest.second, ',', absl::SkipWhitespace())) {
-      std::pair<absl::string_view, absl::string_view> key_value = absl::StrSplit(kv, '=');
+      std::pair<absl::string_view, absl::string_view> key_value =
+          absl::StrSplit(kv, absl::MaxSplits('=', 1));
       const absl::string_view key = absl::StripAsciiWhitespace(key_value.first);
       int value;
       if (!absl::SimpleAtoi(absl::StripAsciiWhitespace(key_value.second), &value)) {

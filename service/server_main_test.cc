@@ -38,5 +38,14 @@ TEST(ParseModelOptionsTest, MistakesSayWhatIsWrong) {
               HasSubstr("twice"));
 }
 
+TEST(ParseModelOptionsTest, TyposAreRefusedNotHalfApplied) {
+  // ',' where ';' was meant, a stray '=': nothing of the entry may be dropped.
+  EXPECT_THAT(ParseModelOptions("synthetic:workers=4:charlm:workers=1", {}).status().message(),
+              HasSubstr("needs an integer"));
+  EXPECT_THAT(ParseModelOptions("synthetic:workers=4=8", {}).status().message(),
+              HasSubstr("needs an integer"));
+  EXPECT_FALSE(ParseModelOptions("a::", {}).ok());
+}
+
 }  // namespace
 }  // namespace sluice

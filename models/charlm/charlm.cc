@@ -109,11 +109,16 @@ int NgramTable::Sample(absl::string_view context, double temperature, double uni
     }
     return best->symbol;
   }
-  // p(symbol) ∝ count^(1/temperature).
+  // p(symbol) ∝ count^(1/temperature), computed as (count/max)^(1/temperature)
+  // so every weight stays in [0, 1] and the likeliest is 1: the raw power
+  // overflows to infinity at low temperatures (300^(1/0.005)), which turned
+  // the draw into NaN and picked the last candidate instead of the likeliest.
+  uint32_t max_count = 0;
+  for (const Count& c : candidates) max_count = std::max(max_count, c.count);
   std::vector<double> weights(candidates.size());
   double total = 0;
   for (size_t i = 0; i < candidates.size(); ++i) {
-    weights[i] = std::pow(static_cast<double>(candidates[i].count), 1.0 / temperature);
+    weights[i] = std::pow(static_cast<double>(candidates[i].count) / max_count, 1.0 / temperature);
     total += weights[i];
   }
   double target = uniform * total;

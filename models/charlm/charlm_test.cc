@@ -1,5 +1,7 @@
 #include "models/charlm/charlm.h"
 
+#include <limits>
+
 #include "gtest/gtest.h"
 #include "models/model_testing.h"
 
@@ -39,6 +41,23 @@ TEST(NgramTableTest, RejectsEmptyCorpusAndBadOrder) {
   EXPECT_EQ(NgramTable::Train("\n\n  \n", 3).status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(NgramTable::Train("text", 0).status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(NgramTable::Train("text", 13).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(NgramTableTest, LowTemperatureStaysNearlyGreedy) {
+  // After "ab", 'c' was seen 300 times and 'd' once. At temperature 0.005 the
+  // odds are 300^200 to 1: every draw must be 'c' (the raw power overflows).
+  std::string corpus;
+  for (int i = 0; i < 300; ++i) corpus += "abc\n\n";
+  corpus += "abd\n";
+  absl::StatusOr<std::unique_ptr<NgramTable>> table = NgramTable::Train(corpus, 2);
+  ASSERT_TRUE(table.ok());
+  for (double uniform : {0.0, 0.5, 0.999}) {
+    EXPECT_EQ((*table)->Sample("ab", 0.005, uniform), 'c') << uniform;
+    EXPECT_EQ((*table)->Sample("ab", std::numeric_limits<double>::denorm_min(), uniform), 'c')
+        << uniform;
+  }
+  // Temperature 1 still draws the rare one at the top of the range.
+  EXPECT_EQ((*table)->Sample("ab", 1.0, 0.999), 'd');
 }
 
 TEST(CharLmTest, SameSeedSameText) {

@@ -1,0 +1,5 @@
+
+charlmA
+temperature
+
+max_tokens€ 

@@ -1,0 +1,7 @@
+
+charlmThe
+temperature	ü©ñÒMbP?
+
+seed
+
+max_tokens<

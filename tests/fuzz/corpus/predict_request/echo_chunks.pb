@@ -1,0 +1,3 @@
+
+echohello, world
+chunk_bytes

@@ -1,0 +1,3 @@
+
+charlm
+	max_token

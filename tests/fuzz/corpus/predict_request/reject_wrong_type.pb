@@ -1,0 +1,4 @@
+
+charlm
+
+max_tokens"5

@@ -1,0 +1,4 @@
+
+	synthetic
+tokens
+chunk_bytesd

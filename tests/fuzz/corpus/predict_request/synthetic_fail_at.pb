@@ -1,0 +1,5 @@
+
+	synthetic
+tokens
+
+fail_at

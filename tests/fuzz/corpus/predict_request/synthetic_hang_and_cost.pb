@@ -1,0 +1,5 @@
+
+	synthetic
+tokens
+hang_at
+token_cost_us2

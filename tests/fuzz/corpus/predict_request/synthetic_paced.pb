@@ -1,0 +1,4 @@
+
+	synthetic
+tokens
+token_interval_usÀ„=

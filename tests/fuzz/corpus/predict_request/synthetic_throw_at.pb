@@ -1,0 +1,5 @@
+
+	synthetic
+tokens
+
+throw_at

@@ -1,0 +1,98 @@
+// Fuzzes ParseModelOptions, the parser of the server's --model_options flag
+// ("synthetic:workers=4,max_active=64;charlm:workers=1").
+//
+// Invariants:
+//   - A rejection is INVALID_ARGUMENT with a message naming the flag.
+//   - Accepted model names are non-empty and have no surrounding whitespace.
+//   - Nothing in accepted text is ignored: after each "name:" there is no
+//     other ':' and each key=value item has one '='  (a typo such as "a:workers=4:b:workers=1" or
+//     "workers=4=8" must be refused, not half-applied).
+//   - Round trip: printing the parsed options back in the flag's syntax and
+//     parsing that gives the same options.
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "glog/logging.h"
+#include "service/server_main.h"
+#include "tests/fuzz/fuzz_util.h"
+
+namespace sluice {
+namespace {
+
+bool Same(const std::map<std::string, ExecutorOptions>& a,
+          const std::map<std::string, ExecutorOptions>& b) {
+  if (a.size() != b.size()) return false;
+  for (auto i = a.begin(), j = b.begin(); i != a.end(); ++i, ++j) {
+    if (i->first != j->first || i->second.workers != j->second.workers ||
+        i->second.max_active != j->second.max_active ||
+        i->second.queue_capacity != j->second.queue_capacity) {
+      return false;
+    }
+  }
+  return true;
+}
+
+std::string Print(const std::map<std::string, ExecutorOptions>& options) {
+  std::vector<std::string> entries;
+  for (const auto& [name, o] : options) {
+    entries.push_back(absl::StrCat(name, ":workers=", o.workers, ",max_active=", o.max_active,
+                                   ",queue_capacity=", o.queue_capacity));
+  }
+  return absl::StrJoin(entries, ";");
+}
+
+// Unaccounted: what an accepted spec must not contain after each entry's
+// "name:": another ':', or a key=value item without exactly one '='.
+std::string Unaccounted(absl::string_view spec) {
+  for (absl::string_view entry : absl::StrSplit(spec, ';', absl::SkipWhitespace())) {
+    const size_t colon = entry.find(':');
+    if (colon == absl::string_view::npos) return absl::StrCat("entry without ':' ", entry);
+    const absl::string_view items = entry.substr(colon + 1);
+    if (absl::StrContains(items, ':')) return absl::StrCat("second ':' in ", entry);
+    for (absl::string_view kv : absl::StrSplit(items, ',', absl::SkipWhitespace())) {
+      if (std::count(kv.begin(), kv.end(), '=') != 1) return absl::StrCat("item ", kv);
+    }
+  }
+  return "";
+}
+
+}  // namespace
+}  // namespace sluice
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  using namespace sluice;  // NOLINT: a test driver
+  const absl::string_view spec(reinterpret_cast<const char*>(data), size);
+  const std::string shown = absl::CHexEscape(spec);
+  const ExecutorOptions defaults{3, 100, 50};
+  auto parsed = ParseModelOptions(spec, defaults);
+  if (!parsed.ok()) {
+    fuzz::ExpectRejection(parsed.status(), {"--model_options"}, spec);
+    return 0;
+  }
+  for (const auto& [name, options] : *parsed) {
+    CHECK(!name.empty()) << shown;
+    CHECK_EQ(name, absl::StripAsciiWhitespace(name)) << shown;
+  }
+  const std::string unaccounted = Unaccounted(spec);
+  CHECK(unaccounted.empty()) << "accepted \"" << shown << "\" but ignored part of it: "
+                             << absl::CHexEscape(unaccounted);
+
+  const std::string printed = Print(*parsed);
+  auto again = ParseModelOptions(printed, ExecutorOptions{7, 7, 7});
+  CHECK(again.ok()) << "\"" << shown << "\" was accepted, its printout \""
+                    << absl::CHexEscape(printed) << "\" not: " << again.status();
+  CHECK(Same(*again, *parsed)) << "\"" << shown << "\" and its printout \"" << printed
+                           << "\" parse differently";
+  return 0;
+}

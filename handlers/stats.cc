@@ -140,6 +140,21 @@ uint64_t ModelStats::ended(EndCause cause) const {
   return total;
 }
 
+bool ModelStats::WaitForNoneInFlight(absl::Duration timeout) const {
+  const absl::Time deadline = absl::Now() + timeout;
+  auto none = [&] {
+    for (int m = 0; m < kNumMethods; ++m) {
+      if (in_flight(static_cast<Method>(m)) != 0) return false;
+    }
+    return true;
+  };
+  MutexLock lock(&mu_);
+  while (!none()) {
+    if (ended_cv_.WaitWithDeadline(&mu_, deadline)) return none();
+  }
+  return true;
+}
+
 bool ModelStats::WaitForEndedTotal(uint64_t n, absl::Duration timeout) const {
   const absl::Time deadline = absl::Now() + timeout;
   MutexLock lock(&mu_);

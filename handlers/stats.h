@@ -81,6 +81,7 @@ class ModelStats {
   // anything). The service ends every started call with one RecordEnded.
   void RecordStarted(Method method) {
     in_flight_[static_cast<int>(method)].fetch_add(1, std::memory_order_relaxed);
+    started_total_.fetch_add(1, std::memory_order_relaxed);
   }
   // RecordEnded: classifies one ended call; `code` is the status it finished
   // with. It is no longer in flight.
@@ -93,9 +94,15 @@ class ModelStats {
     return in_flight_[static_cast<int>(method)].load(std::memory_order_relaxed);
   }
 
+  // started_total: calls that arrived, over the model's lifetime.
+  uint64_t started_total() const { return started_total_.load(); }
+
   uint64_t ended(Method method, EndCause cause, EndStage stage) const;
   uint64_t ended(EndCause cause) const;  // over methods and stages
   uint64_t ended_total() const;
+  // WaitForNoneInFlight: blocks until every call that arrived has ended
+  // (true) or `timeout` passes (false). For tests and tools.
+  bool WaitForNoneInFlight(absl::Duration timeout) const;
   // WaitForEndedTotal: blocks until at least `n` calls have ended (true) or
   // `timeout` passes (false). For tests and tools.
   bool WaitForEndedTotal(uint64_t n, absl::Duration timeout) const;
@@ -121,6 +128,7 @@ class ModelStats {
   std::array<std::atomic<uint64_t>, kNumMethods * kNumEndCauses * kNumEndStages> ended_{};
   std::array<std::atomic<uint64_t>, kNumMethods * kNumCodes> requests_{};
   std::array<std::atomic<int64_t>, kNumMethods> in_flight_{};
+  std::atomic<uint64_t> started_total_{0};
   std::atomic<uint64_t> chunks_generated_{0};
   std::atomic<uint64_t> chunks_after_cancel_{0};
   Histogram time_to_first_chunk_;

@@ -105,11 +105,21 @@ class PredictStreamReactor final : public grpc::ServerWriteReactor<v1::PredictCh
           return call;
         });
     if (!status.ok()) Finish(ToGrpcStatus(status));
+    SLUICE_HAPPENS_BEFORE(this);  // construction precedes every reaction
   }
 
-  void OnWriteDone(bool ok) override { stream_call_->OnWriteDone(ok); }
-  void OnCancel() override { core_.OnCancel(); }
+  void OnWriteDone(bool ok) override {
+    SLUICE_HAPPENS_AFTER(this);
+    stream_call_->OnWriteDone(ok);
+    SLUICE_HAPPENS_BEFORE(this);  // every reaction precedes OnDone
+  }
+  void OnCancel() override {
+    SLUICE_HAPPENS_AFTER(this);
+    core_.OnCancel();
+    SLUICE_HAPPENS_BEFORE(this);
+  }
   void OnDone() override {
+    SLUICE_HAPPENS_AFTER(this);
     core_.OnDone();
     delete this;
   }
@@ -119,9 +129,18 @@ class PredictStreamReactor final : public grpc::ServerWriteReactor<v1::PredictCh
    public:
     explicit Sink(PredictStreamReactor* reactor) : reactor_(reactor) {}
     bool IsCancelled() const override { return reactor_->core_.context()->IsCancelled(); }
-    void TryCancel() override { reactor_->core_.context()->TryCancel(); }
-    void StartWrite(const v1::PredictChunk* chunk) override { reactor_->StartWrite(chunk); }
-    void Finish(const absl::Status& status) override { reactor_->Finish(ToGrpcStatus(status)); }
+    void TryCancel() override {
+      SLUICE_HAPPENS_BEFORE(reactor_);
+      reactor_->core_.context()->TryCancel();
+    }
+    void StartWrite(const v1::PredictChunk* chunk) override {
+      SLUICE_HAPPENS_BEFORE(reactor_);  // the chunk is ready before gRPC reads it
+      reactor_->StartWrite(chunk);
+    }
+    void Finish(const absl::Status& status) override {
+      SLUICE_HAPPENS_BEFORE(reactor_);
+      reactor_->Finish(ToGrpcStatus(status));
+    }
 
    private:
     PredictStreamReactor* const reactor_;
@@ -145,10 +164,16 @@ class PredictUnaryReactor final : public grpc::ServerUnaryReactor {
                                    admission.served->stats.get(), &sink_, std::move(done));
         });
     if (!status.ok()) Finish(ToGrpcStatus(status));
+    SLUICE_HAPPENS_BEFORE(this);  // construction precedes every reaction
   }
 
-  void OnCancel() override { core_.OnCancel(); }
+  void OnCancel() override {
+    SLUICE_HAPPENS_AFTER(this);
+    core_.OnCancel();
+    SLUICE_HAPPENS_BEFORE(this);  // every reaction precedes OnDone
+  }
   void OnDone() override {
+    SLUICE_HAPPENS_AFTER(this);
     core_.OnDone();
     delete this;
   }
@@ -158,9 +183,13 @@ class PredictUnaryReactor final : public grpc::ServerUnaryReactor {
    public:
     explicit Sink(PredictUnaryReactor* reactor) : reactor_(reactor) {}
     bool IsCancelled() const override { return reactor_->core_.context()->IsCancelled(); }
-    void TryCancel() override { reactor_->core_.context()->TryCancel(); }
+    void TryCancel() override {
+      SLUICE_HAPPENS_BEFORE(reactor_);
+      reactor_->core_.context()->TryCancel();
+    }
     void Finish(const absl::Status& status, const v1::PredictResponse* response) override {
       if (response != nullptr) *reactor_->response_ = *response;
+      SLUICE_HAPPENS_BEFORE(reactor_);  // the response is ready before gRPC reads it
       reactor_->Finish(ToGrpcStatus(status));
     }
 

@@ -23,10 +23,12 @@ class StreamLoad::Reader final : public grpc::ClientReadReactor<v1::PredictChunk
     start_ = absl::Now();
     stub->async()->PredictStream(&context_, &request, this);
     StartRead(&chunk_);
+    SLUICE_HAPPENS_BEFORE(this);  // set-up precedes the reactions (see models/sync.h)
     StartCall();
   }
 
   void OnReadDone(bool ok) override {
+    SLUICE_HAPPENS_AFTER(this);
     if (!ok) return;  // the stream is over; OnDone follows
     if (chunk_.finish_reason() == v1::FINISH_REASON_UNSPECIFIED) {
       MutexLock lock(&load_->mu_);
@@ -37,10 +39,12 @@ class StreamLoad::Reader final : public grpc::ClientReadReactor<v1::PredictChunk
       ++load_->counts_.chunks;
       load_->cv_.SignalAll();
     }
+    SLUICE_HAPPENS_BEFORE(this);
     StartRead(&chunk_);
   }
 
   void OnDone(const grpc::Status& status) override {
+    SLUICE_HAPPENS_AFTER(this);
     MutexLock lock(&load_->mu_);
     done_ = true;
     StreamLoad::Counts& c = load_->counts_;
@@ -63,7 +67,10 @@ class StreamLoad::Reader final : public grpc::ClientReadReactor<v1::PredictChunk
     load_->cv_.SignalAll();
   }
 
-  void Cancel() { context_.TryCancel(); }
+  void Cancel() {
+    SLUICE_HAPPENS_BEFORE(this);
+    context_.TryCancel();
+  }
 
   // Guarded by the load's mutex.
   int64_t chunks_ = 0;

@@ -24,19 +24,31 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
 }  // namespace
 
 absl::Status RegisterBuiltinModels(const BuiltinModelOptions& options, ModelRegistry* registry) {
-  std::string corpus(DefaultCharLmCorpus());
-  if (!options.charlm_corpus_path.empty()) {
-    absl::StatusOr<std::string> text = ReadFile(options.charlm_corpus_path);
-    if (!text.ok()) return text.status();
-    corpus = *std::move(text);
+  const std::vector<std::string> all = {"charlm", "echo", "synthetic"};
+  const std::vector<std::string>& wanted = options.models.empty() ? all : options.models;
+  for (const std::string& name : wanted) {
+    absl::Status status;
+    if (name == "echo") {
+      status = registry->Register("echo", std::make_unique<EchoModel>());
+    } else if (name == "synthetic") {
+      status = registry->Register(
+          "synthetic", std::make_unique<SyntheticModel>(options.synthetic_fault_injection));
+    } else if (name == "charlm") {
+      std::string corpus(DefaultCharLmCorpus());
+      if (!options.charlm_corpus_path.empty()) {
+        absl::StatusOr<std::string> text = ReadFile(options.charlm_corpus_path);
+        if (!text.ok()) return text.status();
+        corpus = *std::move(text);
+      }
+      status = registry->Register(
+          "charlm", std::make_unique<CharLmModel>(std::move(corpus), options.charlm_order));
+    } else {
+      status = absl::InvalidArgumentError(absl::StrCat(
+          "there is no built-in model named \"", name, "\"; choose from charlm, echo, synthetic"));
+    }
+    if (!status.ok()) return status;
   }
-  if (absl::Status s = registry->Register("echo", std::make_unique<EchoModel>()); !s.ok()) return s;
-  if (absl::Status s = registry->Register("synthetic", std::make_unique<SyntheticModel>());
-      !s.ok()) {
-    return s;
-  }
-  return registry->Register("charlm",
-                            std::make_unique<CharLmModel>(std::move(corpus), options.charlm_order));
+  return absl::OkStatus();
 }
 
 }  // namespace sluice

@@ -2,6 +2,7 @@
 #define SLUICE_MODELS_BUILTIN_H_
 
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "models/registry.h"
@@ -14,10 +15,15 @@ struct BuiltinModelOptions {
   std::string charlm_corpus_path;
   // n-gram order of charlm (1..12).
   int charlm_order = 5;
+  // Which built-in models to register; empty registers all of them.
+  std::vector<std::string> models;
+  // Whether synthetic accepts fault injection (fail_at, throw_at, hang_at).
+  bool synthetic_fault_injection = false;
 };
 
-// RegisterBuiltinModels registers "echo", "synthetic" and "charlm".
-// Fails if the corpus file cannot be read or a name is already taken.
+// RegisterBuiltinModels registers the built-in models ("echo", "synthetic",
+// "charlm", or those named in options.models). Fails if a name is unknown,
+// the corpus file cannot be read, or a name is already taken.
 absl::Status RegisterBuiltinModels(const BuiltinModelOptions& options, ModelRegistry* registry);
 
 }  // namespace sluice

@@ -23,8 +23,9 @@ const char* __tsan_default_options() {
 //     further down the stack.
 //   - race: matches any frame of either access; these name only gRPC paths
 //     that never lie under sluice's code: replaying writes queued before a
-//     reactor was bound, destroying a finished call, and parsing a received
-//     message before the reaction that reads it runs.
+//     reactor was bound, destroying a finished call, parsing a received
+//     message before the reaction that reads it runs, and the closure with
+//     which the server asks for its next call.
 const char* __tsan_default_suppressions() {
   return
       "race_top:grpc::\n"
@@ -33,7 +34,8 @@ const char* __tsan_default_suppressions() {
       "race:grpc::ServerUnaryReactor::InternalBindCall\n"
       "race:*ServerCallbackWriterImpl::~ServerCallbackWriterImpl\n"
       "race:*ServerCallbackUnaryImpl::~ServerCallbackUnaryImpl\n"
-      "race:grpc::internal::CallOpSet*::FinalizeResult\n";
+      "race:grpc::internal::CallOpSet*::FinalizeResult\n"
+      "race:*CallbackCallTag::ContinueRunAfterInterception()::{lambda()\n";
 }
 
 }  // extern "C"

@@ -183,6 +183,11 @@ absl::StatusOr<SyntheticModel::Input> SyntheticModel::Decode(const Request& requ
   input.fail_at = p.GetInt64("fail_at");
   input.throw_at = p.GetInt64("throw_at");
   input.hang_at = p.GetInt64("hang_at");
+  if (!allow_faults_ && (p.IsSet("fail_at") || p.IsSet("throw_at") || p.IsSet("hang_at"))) {
+    return absl::InvalidArgumentError(
+        "fault injection (fail_at, throw_at, hang_at) is disabled on this server; its operator "
+        "can allow it with --synthetic_fault_injection");
+  }
   return input;
 }
 

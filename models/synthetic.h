@@ -81,7 +81,9 @@ class SyntheticModel final : public Model<SyntheticInput, std::string> {
     std::atomic<int64_t> cpu_burned_ns_{0};
   };
 
-  SyntheticModel() = default;
+  // `allow_faults`: whether requests may inject faults (fail_at, throw_at,
+  // hang_at). A server exposed to untrusted clients should not allow them.
+  explicit SyntheticModel(bool allow_faults = true) : allow_faults_(allow_faults) {}
 
   std::string description() const override;
   const ParameterSchema& parameters() const override;
@@ -98,6 +100,7 @@ class SyntheticModel final : public Model<SyntheticInput, std::string> {
 
  private:
   class Gen;
+  const bool allow_faults_;
   Stats stats_;
   std::function<void(const Release&)> on_release_;
 };

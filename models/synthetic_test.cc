@@ -110,6 +110,17 @@ TEST(SyntheticTest, IntervalPacesChunksWithWaitUntil) {
   EXPECT_GT(second.wait_until(), absl::Now() + absl::Seconds(50));
 }
 
+TEST(SyntheticTest, FaultsCanBeDisallowed) {
+  SyntheticModel model(/*allow_faults=*/false);
+  for (const char* fault : {"fail_at", "throw_at", "hang_at"}) {
+    absl::StatusOr<testing::ModelRun> run =
+        RunModel(model, MakeRequest("synthetic", "", {{"tokens", IntParam(3)}, {fault, IntParam(1)}}));
+    EXPECT_EQ(run.status().code(), absl::StatusCode::kInvalidArgument) << fault;
+  }
+  EXPECT_TRUE(RunModel(model, MakeRequest("synthetic", "", {{"tokens", IntParam(3)}})).ok());
+  EXPECT_EQ(model.stats().started(), 1);
+}
+
 TEST(SyntheticTest, OnReleaseReportsEachGenerator) {
   SyntheticModel model;
   std::vector<SyntheticModel::Release> releases;

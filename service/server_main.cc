@@ -38,6 +38,8 @@ ABSL_FLAG(std::string, auth_token_file, "",
           "checks and reflection need no token.");
 ABSL_FLAG(std::string, port_file, "",
           "If set, the chosen port is written to this file once the server listens.");
+ABSL_FLAG(std::string, metrics_port_file, "",
+          "If set, the metrics port is written to this file (before --port_file is).");
 ABSL_FLAG(int, workers, 2, "Worker threads per model (unless --model_options says otherwise).");
 ABSL_FLAG(int, max_active, 256,
           "Calls per model that may be generating at once; more wait in the queue.");
@@ -203,8 +205,12 @@ int ServerMain(int argc, char** argv,
   }
   LOG(INFO) << "listening on " << (*server)->target() << "; try: sluice_cli --target="
             << (*server)->target() << " --model=charlm --input='The river' --stream";
-  if (const std::string path = absl::GetFlag(FLAGS_port_file); !path.empty()) {
-    if (absl::Status s = WritePortFile(path, (*server)->port()); !s.ok()) {
+  // The metrics port first: --port_file appearing means the server is ready.
+  for (const auto& [path, port] :
+       {std::pair<std::string, int>{absl::GetFlag(FLAGS_metrics_port_file), (*server)->metrics_port()},
+        std::pair<std::string, int>{absl::GetFlag(FLAGS_port_file), (*server)->port()}}) {
+    if (path.empty()) continue;
+    if (absl::Status s = WritePortFile(path, port); !s.ok()) {
       LOG(ERROR) << s;
       (*server)->Shutdown(absl::ZeroDuration());
       return 1;

@@ -181,7 +181,7 @@ TEST(BinariesTest, StockServerServesMetricsOnTheMetricsPort) {
 }
 
 TEST(BinariesTest, VlogOneLogsEachEndedCallOnceAndModelErrorsAtError) {
-  ServerProcess server("service/sluice_server", {"--vlog=1"});
+  ServerProcess server("service/sluice_server", {"--vlog=1", "--synthetic_fault_injection"});
   ASSERT_TRUE(server.WaitReady()) << server.process().Stderr();
   EXPECT_TRUE(server.client().PredictStream(MakeRequest("echo", "hello"), {}).status.ok());
   EXPECT_EQ(server.client()
@@ -268,6 +268,20 @@ TEST(BinariesTest, BadFlagsAreReportedAndTheServerDoesNotStart) {
   EXPECT_THAT(server.process().Stderr(), HasSubstr("unknown key \"workrs\""));
 }
 
+TEST(BinariesTest, StockServerRefusesFaultInjectionUnlessAllowedAndServesChosenModels) {
+  ServerProcess server("service/sluice_server", {"--builtin_models=synthetic,echo"});
+  ASSERT_TRUE(server.WaitReady()) << server.process().Stderr();
+  absl::StatusOr<v1::PredictResponse> fault = server.client().Predict(
+      MakeRequest("synthetic", "", {{"tokens", IntParam(5)}, {"hang_at", IntParam(1)}}));
+  EXPECT_EQ(fault.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(fault.status().message(), HasSubstr("--synthetic_fault_injection"));
+  absl::StatusOr<v1::ListModelsResponse> models = server.client().ListModels();
+  ASSERT_TRUE(models.ok());
+  ASSERT_EQ(models->models_size(), 2);
+  EXPECT_EQ(models->models(0).name(), "echo");
+  EXPECT_EQ(models->models(1).name(), "synthetic");
+}
+
 TEST(BinariesTest, HelpDocumentsEveryServerFlag) {
   absl::StatusOr<std::unique_ptr<Subprocess>> help =
       Subprocess::Start({RunfilePath("service/sluice_server"), "--helpfull"});
@@ -278,7 +292,9 @@ TEST(BinariesTest, HelpDocumentsEveryServerFlag) {
                            "--tls_client_ca", "--auth_token_file", "--workers", "--max_active",
                            "--queue_capacity", "--model_options", "--stream_buffer_chunks", "--write_stall_timeout_ms",
                            "--keepalive_time_ms", "--keepalive_timeout_ms", "--shutdown_grace_ms",
-                           "--charlm_corpus", "--charlm_order"}) {
+                           "--charlm_corpus", "--charlm_order", "--builtin_models",
+                           "--synthetic_fault_injection", "--metrics_port", "--tls_cert",
+                           "--auth_token_file"}) {
     EXPECT_THAT(text, HasSubstr(flag)) << flag;
   }
 }

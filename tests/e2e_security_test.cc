@@ -70,7 +70,9 @@ class SecurityTest : public ::testing::Test {
   absl::Status Echo(SluiceClient& client) {
     absl::StatusOr<v1::PredictResponse> response =
         client.Predict(MakeRequest("echo", "hello"), absl::Seconds(10));
-    if (response.ok()) EXPECT_EQ(response->output(), "hello");
+    if (response.ok()) {
+      EXPECT_EQ(response->output(), "hello");
+    }
     return response.status();
   }
 

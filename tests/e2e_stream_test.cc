@@ -160,6 +160,19 @@ TEST_F(StreamTest, ModelErrorMidStreamIsInternalAndServerKeepsServing) {
   ExpectGeneratorReleasedWithin(kWait);
 }
 
+TEST_F(StreamTest, ModelThatHangsPastTheDeadlineIsReleasedAndTheServerServesOn) {
+  // The step at chunk 2 blocks until the call is given up on; the deadline
+  // ends it, the client hears DEADLINE_EXCEEDED, the generator is released.
+  OpenStream stream(server_.client().stub(), Synthetic({{"tokens", 10}, {"hang_at", 2}}),
+                    absl::Milliseconds(300));
+  EXPECT_EQ(stream.Finish().error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  EXPECT_EQ(stream.chunks().size(), 2u);
+  ExpectGeneratorReleasedWithin(kWait);
+  EXPECT_TRUE(server_.client().PredictStream(Synthetic({{"tokens", 3}}), StreamOptions()).status.ok());
+  ASSERT_TRUE(server_.stats().WaitForEndedTotal(2, kWait));
+  EXPECT_EQ(server_.stats().ended(EndCause::kDeadline), 1u);
+}
+
 TEST_F(StreamTest, UnaryPredictReturnsTheWholeOutput) {
   absl::StatusOr<v1::PredictResponse> response =
       server_.client().Predict(MakeRequest("echo", "hello, sluice", {{"chunk_bytes", IntParam(3)}}));

@@ -326,11 +326,11 @@ TEST_F(ShutdownTest, SigtermWithActiveStreamsExitsZero) {
   SluiceClient client(grpc::CreateChannel("127.0.0.1:" + std::string(absl::StripAsciiWhitespace(*port)),
                                           grpc::InsecureChannelCredentials()));
   std::vector<std::unique_ptr<OpenStream>> streams;
-  for (int i = 0; i < 20; ++i) {
+  for (int i = 0; i < 100; ++i) {
     streams.push_back(std::make_unique<OpenStream>(
         client.stub(), Synthetic({{"tokens", 1000000}, {"token_interval_us", 10000}})));
   }
-  for (auto& s : streams) ASSERT_TRUE(s->ReadChunks(1));
+  for (auto& s : streams) ASSERT_TRUE(s->ReadChunks(1));  // all 100 are generating
   (*process)->Kill(SIGTERM);
   for (auto& s : streams) EXPECT_EQ(s->Finish().error_code(), grpc::StatusCode::UNAVAILABLE);
   absl::StatusOr<int> status = (*process)->Wait(kWait);

@@ -1,6 +1,8 @@
 #include "service/peer_probe.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
@@ -57,11 +59,26 @@ std::optional<std::string> DecodeAddress(absl::string_view hex_addr) {
   return std::nullopt;
 }
 
+// Reads a /proc file with large read() calls: the kernel renders a table
+// like /proc/net/tcp afresh for each read(), so a table that changes between
+// small reads can lose rows; large reads keep that window small.
 std::string ReadWholeFile(const char* path) {
-  std::ifstream in(path);
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
+  std::string text;
+  const int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return text;
+  constexpr size_t kChunk = 1 << 20;
+  while (true) {
+    const size_t size = text.size();
+    text.resize(size + kChunk);
+    const ssize_t n = read(fd, text.data() + size, kChunk);
+    if (n <= 0) {
+      text.resize(size);
+      break;
+    }
+    text.resize(size + static_cast<size_t>(n));
+  }
+  close(fd);
+  return text;
 }
 
 }  // namespace
@@ -134,20 +151,27 @@ std::optional<bool> PeerProbe::IsConnected(absl::string_view peer, absl::Time si
   std::optional<std::string> key = NormalizePeer(peer);
   if (!key.has_value()) return std::nullopt;
   MutexLock lock(&mu_);
-  if (taken_at_ < since) {
-    // One reading serves every cancel that happened before it was taken, so
-    // a storm of cancels costs a handful of readings, not one each.
-    const absl::Time now = absl::Now();
-    std::string text = ReadWholeFile("/proc/net/tcp");
-    if (text.empty()) return std::nullopt;
-    const int port = local_port_.load();
-    established_ = ParseProcNetTcp(text, port);
-    for (const std::string& entry : ParseProcNetTcp(ReadWholeFile("/proc/net/tcp6"), port)) {
-      established_.insert(entry);
-    }
-    taken_at_ = now;
-  }
+  // One reading serves every cancel that happened before it was taken, so a
+  // storm of cancels costs a handful of readings, not one each.
+  if (taken_at_ < since && !ReadTableLocked()) return std::nullopt;
+  if (established_.contains(*key)) return true;
+  // "Gone" is the rarer answer, and a table that changed while it was read
+  // may have lost the row: confirm it with a reading of its own.
+  if (!ReadTableLocked()) return std::nullopt;
   return established_.contains(*key);
+}
+
+bool PeerProbe::ReadTableLocked() {
+  const absl::Time now = absl::Now();
+  const std::string text = ReadWholeFile("/proc/net/tcp");
+  if (text.empty()) return false;
+  const int port = local_port_.load();
+  established_ = ParseProcNetTcp(text, port);
+  for (const std::string& entry : ParseProcNetTcp(ReadWholeFile("/proc/net/tcp6"), port)) {
+    established_.insert(entry);
+  }
+  taken_at_ = now;
+  return true;
 }
 
 }  // namespace sluice

@@ -45,6 +45,9 @@ class PeerProbe {
   static absl::flat_hash_set<std::string> ParseProcNetTcp(absl::string_view text, int local_port);
 
  private:
+  // ReadTableLocked: takes a fresh reading of the kernel's table.
+  bool ReadTableLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
   std::atomic<int> local_port_{0};
   Mutex mu_;
   absl::Time taken_at_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();

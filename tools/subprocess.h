@@ -29,6 +29,8 @@ class Subprocess {
   absl::StatusOr<int> Wait(absl::Duration timeout);
   std::string Stdout() const;
   std::string Stderr() const;
+  // stderr_path: the file the child's stderr goes to.
+  const std::string& stderr_path() const { return stderr_path_; }
 
  private:
   Subprocess() = default;

@@ -49,6 +49,7 @@ ABSL_FLAG(int, concurrency, 16, "Client threads making calls at once.");
 ABSL_FLAG(int, kills_per_second, 5, "Client processes killed mid-stream per second.");
 ABSL_FLAG(double, rss_tolerance, 0.10, "Allowed growth of the final RSS over the warm baseline.");
 ABSL_FLAG(int, seed, 1, "Random seed.");
+ABSL_FLAG(std::string, server_args, "", "Extra flags for the server, space-separated.");
 
 namespace sluice {
 namespace {
@@ -150,9 +151,14 @@ std::string Mib(int64_t bytes) { return absl::StrFormat("%.1f MiB", bytes / 1048
 int Run() {
   const std::string dir = absl::StrCat("/tmp/sluice_soak.", getpid());
   mkdir(dir.c_str(), 0755);
-  absl::StatusOr<std::unique_ptr<Subprocess>> server = Subprocess::Start(
-      {absl::GetFlag(FLAGS_server), "--port=0", "--port_file=" + dir + "/port", "--metrics_port=0",
-       "--metrics_port_file=" + dir + "/metrics_port", "--max_active=64", "--queue_capacity=4096"});
+  std::vector<std::string> argv = {
+      absl::GetFlag(FLAGS_server), "--port=0", "--port_file=" + dir + "/port", "--metrics_port=0",
+      "--metrics_port_file=" + dir + "/metrics_port", "--max_active=64", "--queue_capacity=4096"};
+  for (absl::string_view arg :
+       absl::StrSplit(absl::GetFlag(FLAGS_server_args), ' ', absl::SkipWhitespace())) {
+    argv.emplace_back(arg);
+  }
+  absl::StatusOr<std::unique_ptr<Subprocess>> server = Subprocess::Start(argv);
   if (!server.ok()) {
     std::fprintf(stderr, "cannot start the server: %s\n", server.status().ToString().c_str());
     return 1;
@@ -169,7 +175,8 @@ int Run() {
   const std::string target = absl::StrCat("127.0.0.1:", absl::StripAsciiWhitespace(*port));
   const pid_t pid = (*server)->pid();
   const int64_t idle_rss = ReadProcStats(pid)->rss_bytes;
-  std::printf("server %s (pid %d), idle RSS %s\n", target.c_str(), pid, Mib(idle_rss).c_str());
+  std::printf("server %s (pid %d), idle RSS %s, log %s\n", target.c_str(), pid,
+              Mib(idle_rss).c_str(), (*server)->stderr_path().c_str());
 
   const absl::Time start = absl::Now();
   const absl::Time end = start + absl::Seconds(absl::GetFlag(FLAGS_duration_s));
@@ -193,11 +200,16 @@ int Run() {
     std::mt19937 rng(absl::GetFlag(FLAGS_seed));
     for (absl::Time next = absl::Now(); next < end; next += every) {
       auto cli = Subprocess::Start({absl::GetFlag(FLAGS_cli), "--target=" + target,
-                                    "--model=synthetic", "--stream", "--quiet",
+                                    "--model=synthetic", "--stream",
                                     "--param=tokens=100000", "--param=token_cost_us=200"});
       if (!cli.ok()) continue;
-      // Lets it run into its stream for a random while, then kills it.
-      absl::SleepFor(absl::Milliseconds(5 + rng() % 40));
+      // Kill it once its stream is flowing (its first chunk is on its
+      // stdout), a random while later.
+      const absl::Time give_up = absl::Now() + absl::Seconds(3);
+      while ((*cli)->Stdout().empty() && (*cli)->Running() && absl::Now() < give_up) {
+        absl::SleepFor(absl::Milliseconds(2));
+      }
+      absl::SleepFor(absl::Milliseconds(rng() % 20));
       (*cli)->Kill(SIGKILL);
       (void)(*cli)->Wait(absl::Seconds(10));
       ++tally.killed;

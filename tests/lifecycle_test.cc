@@ -160,20 +160,22 @@ TEST_F(LifecycleTest, QueuedCallsPastTheirDeadlineNeverStart) {
 }
 
 TEST_F(LifecycleTest, DeadlineBoundsQueueTimePlusRunTime) {
-  // The slot frees after ~150 ms; the queued call then runs 1 ms chunks
-  // until its 400 ms deadline, counted from when it was sent, not started.
-  auto busy = std::make_unique<OpenStream>(server_.client().stub(),
-                                           Synthetic({{"tokens", 150}, {"token_cost_us", 1000}}));
-  ASSERT_TRUE(model().WaitForStarted(1, kWait));
+  // A call with a 1 s deadline spends 400 ms of it in the queue, then runs:
+  // it gets the 600 ms that are left, not a fresh second.
+  auto busy = OccupyTheSlot();
   const absl::Time sent = absl::Now();
-  OpenStream late(server_.client().stub(), Synthetic({{"tokens", 100000}, {"token_cost_us", 1000}}),
-                  absl::Milliseconds(400));
+  OpenStream late(server_.client().stub(),
+                  Synthetic({{"tokens", 1000000}, {"token_interval_us", 10000}}), absl::Seconds(1));
+  ExpectQueued(1);
+  absl::SleepFor(absl::Milliseconds(400));  // the scenario: time spent queued (not a synchronisation)
+  busy->Cancel();
   EXPECT_EQ(late.Finish().error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
-  EXPECT_LT(absl::Now() - sent, absl::Seconds(5));
-  EXPECT_TRUE(busy->Finish().ok());
+  EXPECT_LT(absl::Now() - sent, absl::Seconds(3));
+  // One chunk per 10 ms: at most ~61 in the 600 ms it ran, far fewer than
+  // the ~101 a full second of generation would give.
+  EXPECT_GT(late.chunks().size(), 0u);
+  EXPECT_LE(late.chunks().size(), 65u);
   ASSERT_TRUE(model().WaitForReleased(2, kWait));
-  // Fewer chunks than 400 ms of generation: part of its time went to the queue.
-  EXPECT_LT(late.chunks().size(), 400u);
   ExpectEnded(2, Method::kPredictStream, EndCause::kDeadline, EndStage::kRunning, 1);
 }
 

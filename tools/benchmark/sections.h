@@ -22,6 +22,11 @@ struct BenchConfig {
   std::string sluice_server;  // path to //service:sluice_server
   std::string raw_server;     // path to //tools/benchmark:raw_stream_server
   std::string work_dir;       // port files
+  // Extra flags for the sluice server of the throughput and first-chunk
+  // sections (the defaults are measured when empty).
+  std::vector<std::string> throughput_server_args;
+  // Only the throughput cases whose label contains this (all when empty).
+  std::string throughput_only;
 
   // Waste after cancel and stop latency.
   int waste_streams = 200;             // cancelled one at a time

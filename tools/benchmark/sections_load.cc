@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -240,9 +241,11 @@ std::vector<double> FirstChunkTimes(const std::vector<std::shared_ptr<grpc::Chan
 
 void RunThroughputAndFirstChunk(const BenchConfig& config, bool throughput, bool first_chunk,
                                 Report& report, PlotData& plot) {
-  std::unique_ptr<Child> sluice =
-      Child::Start({config.sluice_server, "--max_active=2100", "--queue_capacity=2100"},
-                   config.work_dir, "sluice");
+  std::vector<std::string> sluice_argv = {config.sluice_server, "--max_active=2100",
+                                           "--queue_capacity=2100"};
+  sluice_argv.insert(sluice_argv.end(), config.throughput_server_args.begin(),
+                     config.throughput_server_args.end());
+  std::unique_ptr<Child> sluice = Child::Start(sluice_argv, config.work_dir, "sluice");
   std::unique_ptr<Child> raw = Child::Start({config.raw_server}, config.work_dir, "raw");
   if (sluice == nullptr || raw == nullptr) {
     report.Add("Throughput", "servers", "did not start");
@@ -258,6 +261,9 @@ void RunThroughputAndFirstChunk(const BenchConfig& config, bool throughput, bool
                                absl::FormatDuration(config.throughput_window)));
     for (const Workload& workload : ThroughputWorkloads()) {
       for (const auto& [streams, channels] : std::vector<std::pair<int, int>>{{1, 1}, {64, 8}}) {
+        const std::string label =
+            absl::StrCat(workload.name, ", ", streams, streams == 1 ? " stream" : " streams");
+        if (!absl::StrContains(label, config.throughput_only)) continue;
         const v1::PredictRequest sluice_request = workload.sluice(streams);
         const v1::PredictRequest raw_request = workload.raw(streams);
         std::vector<double> sluice_rate, raw_rate, sluice_cpu, raw_cpu, sluice_sw, raw_sw;
@@ -280,8 +286,6 @@ void RunThroughputAndFirstChunk(const BenchConfig& config, bool throughput, bool
           sluice_sw.push_back(s.server_switches_per_message);
           raw_sw.push_back(r.server_switches_per_message);
         }
-        const std::string label =
-            absl::StrCat(workload.name, ", ", streams, streams == 1 ? " stream" : " streams");
         const std::vector<double> ratio = Ratios(sluice_rate, raw_rate);
         const std::vector<double> cpu_ratio = Ratios(raw_cpu, sluice_cpu);
         report.Add(section, label + ": messages/s, sluice / raw",

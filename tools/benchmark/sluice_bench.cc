@@ -27,6 +27,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "tools/benchmark/bench_stats.h"
@@ -44,6 +45,12 @@ ABSL_FLAG(std::vector<std::string>, sections,
           "Sections to run, comma-separated.");
 ABSL_FLAG(uint64_t, seed, 1, "Seed for the random cancel points.");
 ABSL_FLAG(std::string, commit, "", "The source revision, for the results' heading.");
+ABSL_FLAG(std::string, throughput_only, "",
+          "Run only the throughput cases whose label contains this, e.g. \"echo, 64\" (for "
+          "profiling one case).");
+ABSL_FLAG(std::string, throughput_server_args, "",
+          "Extra flags for the sluice server of the throughput and first-chunk sections, "
+          "space-separated (e.g. --stream_buffer_chunks=32), to see what a setting changes.");
 
 namespace sluice::bench {
 
@@ -130,6 +137,9 @@ int Run() {
   config.seed = absl::GetFlag(FLAGS_seed);
   config.sluice_server = absl::GetFlag(FLAGS_sluice_server);
   config.raw_server = absl::GetFlag(FLAGS_raw_server);
+  config.throughput_only = absl::GetFlag(FLAGS_throughput_only);
+  config.throughput_server_args = absl::StrSplit(absl::GetFlag(FLAGS_throughput_server_args), ' ',
+                                                 absl::SkipWhitespace());
   std::string out = absl::GetFlag(FLAGS_out);
   if (out.empty()) out = config.quick ? ".bench/quick" : "benchmarks";
   for (const std::string& dir : {std::string(".bench"), out}) mkdir(dir.c_str(), 0755);

@@ -127,6 +127,13 @@ class Call : public std::enable_shared_from_this<Call> {
     absl::Time wake_at = absl::InfinitePast();
     absl::Time stall_check_at = absl::InfinitePast();
     bool try_cancel = false;
+    // write: a stream's next message, handed to gRPC once mu_ is released.
+    // Starting a write does transport work inline (serialising, often the
+    // socket write itself); under mu_ it would stall the worker or the
+    // reactor contending for the lock. The message is pending_.front() and
+    // write_in_flight_ is already set, so nothing else writes, finishes or
+    // frees it in the meantime.
+    const v1::PredictChunk* write = nullptr;
     std::optional<CallSummary> report;
   };
 
@@ -149,7 +156,9 @@ class Call : public std::enable_shared_from_this<Call> {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) = 0;
   virtual CallSink* sink() = 0;
   // PumpLocked: lets the RPC side make progress (start a write, finish).
-  virtual void PumpLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {}
+  virtual void PumpLocked(AfterUnlock& after) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {}
+  // StartWriteUnlocked: hands `chunk` to the RPC (see AfterUnlock::write).
+  virtual void StartWriteUnlocked(const v1::PredictChunk& chunk) {}
   // MaybeArmStallTimerLocked: the call now waits on the client; make sure a
   // stall check is scheduled.
   virtual void MaybeArmStallTimerLocked(AfterUnlock& after) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {}
@@ -193,6 +202,11 @@ class Call : public std::enable_shared_from_this<Call> {
   absl::StatusOr<std::unique_ptr<EncodedGenerator>> GuardedStart();
   Step<std::string> GuardedNext();
 
+  // TakeStepLocked: acts on what one step of a turn produced (`step` is
+  // empty right after the generator was created). Returns true when the turn
+  // is over (the call blocked, slept, yielded or ended).
+  bool TakeStepLocked(std::optional<Step<std::string>>& step, absl::Time slice_end, int& steps,
+                      AfterUnlock& after) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // ShouldStopLocked: whether the running turn must stop because the call is
   // no longer wanted; requests the cancel if it just found out.
   bool ShouldStopLocked(AfterUnlock& after) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -263,10 +277,12 @@ class StreamCall final : public Call {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   CallSink* sink() override { return sink_; }
 
-  // PumpLocked: starts the next write, or finishes the RPC when due. Finish
-  // is only ever called with no write outstanding, so the final message is a
-  // plain write and TryCancel (stalls) always precedes Finish.
-  void PumpLocked() override ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // PumpLocked: starts the next write (after unlocking), or finishes the RPC
+  // when due. Finish is only ever called with no write outstanding, so the
+  // final message is a plain write and TryCancel (stalls) always precedes
+  // Finish.
+  void PumpLocked(AfterUnlock& after) override ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void StartWriteUnlocked(const v1::PredictChunk& chunk) override { sink_->StartWrite(&chunk); }
   // MaybeArmStallTimerLocked: schedules a stall check for when the write
   // outstanding now would count as stalled.
   void MaybeArmStallTimerLocked(AfterUnlock& after) override ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -276,7 +292,8 @@ class StreamCall final : public Call {
 
   StreamSink* const sink_;
   // pending_: encoded chunks not yet confirmed written; front() is being
-  // written while write_in_flight_.
+  // written while write_in_flight_ (from the moment the write is decided,
+  // before StartWrite is called outside the lock, until OnWriteDone).
   std::deque<v1::PredictChunk> pending_ ABSL_GUARDED_BY(mu_);
   bool write_in_flight_ ABSL_GUARDED_BY(mu_) = false;
   absl::Time write_started_at_ ABSL_GUARDED_BY(mu_);

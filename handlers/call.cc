@@ -324,6 +324,7 @@ void Call::Apply(AfterUnlock& after) {
       PumpLocked(pumped);
     }
     if (pumped.write != nullptr) StartWriteUnlocked(*pumped.write);
+    if (pumped.finish.has_value()) after.finish = std::move(pumped.finish);
   }
   if (after.leave_executor) executor_->Leave(this);
   if (after.schedule) executor_->Schedule(shared_from_this());
@@ -340,6 +341,8 @@ void Call::Apply(AfterUnlock& after) {
     });
   }
   if (after.report.has_value() && on_ended_) on_ended_(*after.report);
+  // Last: once finished, the RPC may complete and its sink go away.
+  if (after.finish.has_value()) FinishUnlocked(*after.finish);
 }
 
 void Call::Wake() {
@@ -420,7 +423,7 @@ void StreamCall::PumpLocked(AfterUnlock& after) {
   if (finish_status_.has_value() && !hold_finish_) {
     finish_called_ = true;
     final_status_ = *finish_status_;
-    sink_->Finish(final_status_);
+    after.finish = final_status_;
   }
 }
 
@@ -516,7 +519,7 @@ void UnaryCall::CompleteLocked(FinishReason reason, AfterUnlock& after) {
   usage->set_output_bytes(output_bytes_);
   finish_called_ = true;
   final_status_ = absl::OkStatus();
-  sink_->Finish(final_status_, &response_);
+  after.finish = final_status_;
 }
 
 void UnaryCall::FinishWithErrorLocked(const absl::Status& status, bool flush,
@@ -524,7 +527,7 @@ void UnaryCall::FinishWithErrorLocked(const absl::Status& status, bool flush,
   if (finish_called_) return;
   finish_called_ = true;
   final_status_ = status;
-  sink_->Finish(status, nullptr);
+  after.finish = final_status_;
 }
 
 }  // namespace sluice

@@ -134,6 +134,12 @@ class Call : public std::enable_shared_from_this<Call> {
     // write_in_flight_ is already set, so nothing else writes, finishes or
     // frees it in the meantime.
     const v1::PredictChunk* write = nullptr;
+    // finish: the status to finish the RPC with, once mu_ is released and
+    // everything else here is done (last: once Finish is called the RPC may
+    // complete and the sink go away). finish_called_ is already set, so
+    // nothing else writes or finishes, and a TryCancel in progress held it
+    // back (hold_finish_) until it returned.
+    std::optional<absl::Status> finish;
     std::optional<CallSummary> report;
   };
 
@@ -159,6 +165,8 @@ class Call : public std::enable_shared_from_this<Call> {
   virtual void PumpLocked(AfterUnlock& after) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {}
   // StartWriteUnlocked: hands `chunk` to the RPC (see AfterUnlock::write).
   virtual void StartWriteUnlocked(const v1::PredictChunk& chunk) {}
+  // FinishUnlocked: finishes the RPC with `status` (see AfterUnlock::finish).
+  virtual void FinishUnlocked(const absl::Status& status) = 0;
   // MaybeArmStallTimerLocked: the call now waits on the client; make sure a
   // stall check is scheduled.
   virtual void MaybeArmStallTimerLocked(AfterUnlock& after) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {}
@@ -176,8 +184,9 @@ class Call : public std::enable_shared_from_this<Call> {
 
   mutable Mutex mu_;
   Phase phase_ ABSL_GUARDED_BY(mu_) = Phase::kPending;
-  // finish_called_: the sink's Finish (or WriteAndFinish) was called; the sink
-  // must not be used again, except TryCancel.
+  // finish_called_: the sink's Finish was called, or decided and due as soon
+  // as mu_ is released (AfterUnlock::finish); the sink must not be used
+  // again, except TryCancel.
   bool finish_called_ ABSL_GUARDED_BY(mu_) = false;
   bool rpc_done_ ABSL_GUARDED_BY(mu_) = false;
   // hold_finish_: a TryCancel is in progress; Finish must wait for it (once
@@ -283,6 +292,7 @@ class StreamCall final : public Call {
   // Finish.
   void PumpLocked(AfterUnlock& after) override ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void StartWriteUnlocked(const v1::PredictChunk& chunk) override { sink_->StartWrite(&chunk); }
+  void FinishUnlocked(const absl::Status& status) override { sink_->Finish(status); }
   // MaybeArmStallTimerLocked: schedules a stall check for when the write
   // outstanding now would count as stalled.
   void MaybeArmStallTimerLocked(AfterUnlock& after) override ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -321,6 +331,12 @@ class UnaryCall final : public Call {
   void FinishWithErrorLocked(const absl::Status& status, bool flush, AfterUnlock& after) override
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   CallSink* sink() override { return sink_; }
+  // FinishUnlocked: the response goes with an OK status only. Read without
+  // mu_: an OK finish is decided by CompleteLocked after the generator's last
+  // step, and nothing changes response_ after that.
+  void FinishUnlocked(const absl::Status& status) override ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    sink_->Finish(status, status.ok() ? &response_ : nullptr);
+  }
 
   UnarySink* const sink_;
   v1::PredictResponse response_ ABSL_GUARDED_BY(mu_);

@@ -1,7 +1,9 @@
 # Draws the benchmark's plot from the data sluice_bench writes.
 #   gnuplot -e "dir='benchmarks'" tools/benchmark/plot.gp   -> benchmarks/bench.png
 if (!exists("dir")) dir = "benchmarks"
-set terminal pngcairo size 960,380 font "sans,9"
+concurrent_title = "concurrent"
+load dir."/plot_labels.gp"
+set terminal pngcairo size 960,400 font "sans,9"
 set output dir."/bench.png"
 set multiplot layout 1,2
 
@@ -11,26 +13,26 @@ set ylabel "fraction of cancels"
 set logscale x
 set yrange [0:1.02]
 set grid
-set key bottom right
+set key top left
 set arrow 1 from 1, graph 0 to 1, graph 1 nohead dashtype 2 lc rgb "#aa0000"
-set label 1 "1 ms" at 1, graph 0.06 offset 0.5,0 tc rgb "#aa0000"
+set label 1 "1 ms" at 1, graph 0.5 offset 0.5,0 tc rgb "#aa0000"
 plot dir."/stop_latency.dat" index 0 using 1:2 with steps lw 2 title "one at a time", \
-     dir."/stop_latency.dat" index 1 using 1:2 with steps lw 2 title "64 at once, 2 workers"
+     dir."/stop_latency.dat" index 1 using 1:2 with steps lw 2 title concurrent_title
 
 unset logscale x
 unset arrow 1
 unset label 1
-set title "sluice vs raw gRPC, zero-cost chunks (median, min..max)"
-set xlabel ""
+set title "sluice / raw gRPC, zero-cost chunks (median, min..max)"
+set xlabel "model x concurrent streams"
 set ylabel "ratio (1 = as good as raw gRPC)"
-set yrange [0:1.3]
+set yrange [0:1.4]
 set style data histogram
 set style histogram errorbars gap 2 lw 1
 set style fill solid 0.6 border -1
 set boxwidth 0.9
 set key top right
 set arrow 2 from graph 0, first 0.9 to graph 1, first 0.9 nohead dashtype 2 lc rgb "#aa0000"
-set label 2 "target 0.9x" at graph 0.02, first 0.93 tc rgb "#aa0000"
+set label 2 "target 0.9x" at graph 0.02, first 0.94 tc rgb "#aa0000"
 plot dir."/throughput.dat" using 2:3:4:xtic(1) title "messages/s", \
      "" using 5:6:7 title "server CPU per message (raw / sluice)"
 unset multiplot

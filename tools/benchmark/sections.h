@@ -25,6 +25,9 @@ struct BenchConfig {
   // Extra flags for the sluice server of the throughput and first-chunk
   // sections (the defaults are measured when empty).
   std::vector<std::string> throughput_server_args;
+  // Flags for a second sluice server measured alongside the default one
+  // (echo only, for information: not judged against the target).
+  std::vector<std::string> throughput_tuned_args = {"--stream_buffer_chunks=64"};
   // Only the throughput cases whose label contains this (all when empty).
   std::string throughput_only;
 
@@ -35,6 +38,7 @@ struct BenchConfig {
   int64_t waste_tokens = 3000;         // the LitServe comparison's request size
   int64_t waste_token_cost_us = 1000;  // CPU per chunk
   int64_t cancel_at_max = 100;         // cancel at a chunk drawn from [1, this]
+  int isolated_cancels = 10;           // with the whole process's CPU for 400 ms after
 
   // Throughput: sluice against raw gRPC, interleaved repetitions.
   int throughput_reps = 5;
@@ -70,6 +74,7 @@ struct BenchConfig {
 struct PlotData {
   std::vector<double> stop_latency_serial_ms;
   std::vector<double> stop_latency_concurrent_ms;
+  std::string concurrent_title;  // how the concurrent cancels were made
   struct Ratio {
     std::string label;
     std::vector<double> throughput;  // sluice msgs/s over raw msgs/s, per repetition

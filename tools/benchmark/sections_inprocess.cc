@@ -14,11 +14,13 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "models/synthetic.h"
 #include "models/sync.h"
+#include "service/peer_probe.h"
 #include "service/server.h"
 #include "tools/benchmark/bench_stats.h"
 #include "tools/benchmark/sections.h"
@@ -145,12 +147,22 @@ v1::PredictRequest Synthetic(std::vector<std::pair<std::string, int64_t>> params
   return request;
 }
 
-std::string Ms(double ms) { return FormatNumber(ms) + " ms"; }
-
 std::string P50P99Max(const std::vector<double>& v, const std::string& unit) {
   const Summary s = Summarize(v);
   return absl::StrCat(FormatNumber(s.p50), " / ", FormatNumber(s.p99), " / ", FormatNumber(s.max),
                       unit);
+}
+
+absl::Duration ProcessCpu() {
+  timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return absl::DurationFromTimespec(ts);
+}
+
+absl::Duration ThreadCpu() {
+  timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return absl::DurationFromTimespec(ts);
 }
 
 // WarmUpWorkers: runs short calls to completion until the release log has
@@ -206,13 +218,22 @@ void RunWasteAndStopLatency(const BenchConfig& config, Report& report, PlotData&
   struct Snapshot {
     absl::Duration worker_cpu, model_cpu;
     int64_t model_chunks = 0;
+    int64_t chunks_after_server_knew = 0;  // the model's and the framework's counts
   };
   auto snapshot = [&] {
     return Snapshot{have_worker_clocks ? server->releases().WorkerCpu() : absl::ZeroDuration(),
-                    server->model().cpu_burned(), server->model().chunks()};
+                    server->model().cpu_burned(), server->model().chunks(),
+                    server->model().chunks_after_cancel() +
+                        static_cast<int64_t>(server->stats().chunks_after_cancel())};
   };
   std::vector<double> stop_ms, chunks_after, worker_cpu_after_us, model_cpu_after_us, readahead;
-  absl::Duration would_have, worker_cpu_after_total, model_cpu_after_total;
+  std::vector<double> chunks_after_server_knew;
+  // The stop latency in two parts, where the model saw the cancel mid-step:
+  // client cancel -> the model's step saw its token cancelled (the cancel's
+  // way through the client, loopback and the server's gRPC threads), and
+  // that moment -> the generator released (sluice's own part).
+  std::vector<double> to_seen_ms, seen_to_release_ms;
+  absl::Duration would_have, model_cpu_after_total;
   int measured = 0, anomalies = 0;
   const absl::Time serial_deadline = absl::Now() + absl::Seconds(config.quick ? 30 : 90);
   for (int i = 0; i < config.waste_streams && absl::Now() < serial_deadline; ++i) {
@@ -236,11 +257,17 @@ void RunWasteAndStopLatency(const BenchConfig& config, Report& report, PlotData&
     }
     ++measured;
     stop_ms.push_back(absl::ToDoubleMilliseconds(release->released_at - record.cancelled));
+    if (release->cancel_seen_at != absl::InfinitePast()) {
+      to_seen_ms.push_back(absl::ToDoubleMilliseconds(release->cancel_seen_at - record.cancelled));
+      seen_to_release_ms.push_back(
+          absl::ToDoubleMilliseconds(release->released_at - release->cancel_seen_at));
+    }
     chunks_after.push_back(static_cast<double>(after.model_chunks - at_cancel.model_chunks));
+    chunks_after_server_knew.push_back(static_cast<double>(
+        after.chunks_after_server_knew - at_cancel.chunks_after_server_knew));
     worker_cpu_after_us.push_back(
         absl::ToDoubleMicroseconds(after.worker_cpu - at_cancel.worker_cpu));
     model_cpu_after_us.push_back(absl::ToDoubleMicroseconds(after.model_cpu - at_cancel.model_cpu));
-    worker_cpu_after_total += after.worker_cpu - at_cancel.worker_cpu;
     model_cpu_after_total += after.model_cpu - at_cancel.model_cpu;
     readahead.push_back(static_cast<double>(release->chunks - record.chunks));
     would_have += (config.waste_tokens - k) * cost;
@@ -252,45 +279,126 @@ void RunWasteAndStopLatency(const BenchConfig& config, Report& report, PlotData&
   if (anomalies > 0) {
     report.Add(section, "streams that did not end as cancelled", absl::StrCat(anomalies));
   }
-  const Summary chunks = Summarize(chunks_after);
-  report.Add(section, "chunks completed after the cancel, per stream p50 / p99 / max",
-             P50P99Max(chunks_after, ""), "<= 1", Check(!chunks_after.empty() && chunks.max <= 1));
-  if (have_worker_clocks) {
-    const Summary cpu = Summarize(worker_cpu_after_us);
-    report.Add(section, "server worker CPU after the cancel, per stream p50 / p99 / max",
-               P50P99Max(worker_cpu_after_us, " us"),
-               absl::StrCat("<= one chunk (", config.waste_token_cost_us, " us)"),
-               Check(!worker_cpu_after_us.empty() &&
-                     cpu.p99 <= static_cast<double>(config.waste_token_cost_us)));
-  }
-  report.Add(section, "model CPU accounted after the cancel (incl. the whole chunk in flight) "
+  report.Add(section, "chunks completed after the client's cancel, per stream p50 / p99 / max",
+             P50P99Max(chunks_after, ""), "p99 <= 1",
+             Check(!chunks_after.empty() && Summarize(chunks_after).p99 <= 1));
+  report.Add(section, "chunks completed after the server knew of the cancel, per stream max",
+             FormatNumber(Summarize(chunks_after_server_knew).max), "<= 1",
+             Check(!chunks_after_server_knew.empty() &&
+                   Summarize(chunks_after_server_knew).max <= 1));
+  report.Add(section, "model CPU after the client's cancel (incl. the whole chunk in flight), "
                       "p50 / p99 / max",
              P50P99Max(model_cpu_after_us, " us"));
-  report.Add(section, "server CPU burned after all serial cancels",
-             absl::StrCat(Ms(absl::ToDoubleMilliseconds(worker_cpu_after_total)),
-                          " (worker threads); ",
-                          Ms(absl::ToDoubleMilliseconds(model_cpu_after_total)), " (model)"));
-  report.Add(section, "work the cancelled streams would still have done",
-             absl::StrCat(FormatNumber(absl::ToDoubleSeconds(would_have)), " s of CPU (",
-                          FormatNumber(absl::FDivDuration(
-                              would_have, std::max(worker_cpu_after_total, absl::Nanoseconds(1)))),
-                          "x what was burned)"));
+  if (have_worker_clocks) {
+    report.Add(section, "worker threads' CPU after the client's cancel, p50 / p99 / max",
+               P50P99Max(worker_cpu_after_us, " us"));
+  }
   report.Add(section, "read-ahead discarded: chunks made before the cancel, never delivered, "
                       "p50 / max",
              absl::StrCat(FormatNumber(Summarize(readahead).p50), " / ",
                           FormatNumber(Summarize(readahead).max),
                           " (the stream buffer holds 8)"));
+  // 1b. The same, with the whole process's CPU clock (every thread: the
+  // server's workers, gRPC's threads, its timers; and this client's own
+  // handling of the cancel) from the cancel until 400 ms after it, which
+  // takes in the server's second look at the client's connection 250 ms
+  // after a cancel (how it tells a cancel from a disconnect). A control
+  // stream that finishes normally measures the same window without a cancel.
+  std::vector<double> process_after_us, control_us;
+  for (int i = 0; i < config.isolated_cancels; ++i) {
+    const int64_t k = cancel_at(rng);
+    absl::Duration cpu_at_cancel;
+    absl::Time cancel_time;
+    {
+      StreamSet set({channels[0]}, [&](int) {
+        cpu_at_cancel = ProcessCpu();
+        cancel_time = absl::Now();
+      });
+      StreamPlan plan;
+      plan.request = request(absl::StrCat("isolated-", i));
+      plan.cancel_after_chunks = k;
+      set.Start({plan});
+      set.WaitDone(absl::Now() + absl::Seconds(30));
+    }
+    absl::SleepFor(cancel_time + absl::Milliseconds(400) - absl::Now());
+    process_after_us.push_back(absl::ToDoubleMicroseconds(ProcessCpu() - cpu_at_cancel));
+    {
+      StreamSet set({channels[0]});
+      StreamPlan plan;
+      plan.request = Synthetic(
+          {{"tokens", k}, {"token_cost_us", config.waste_token_cost_us}},
+          absl::StrCat("control-", i));
+      set.Start({plan});
+      set.WaitDone(absl::Now() + absl::Seconds(30));
+    }
+    const absl::Duration control0 = ProcessCpu();
+    absl::SleepFor(absl::Milliseconds(400));
+    control_us.push_back(absl::ToDoubleMicroseconds(ProcessCpu() - control0));
+  }
+  // One reading of the kernel's connection table, as the server's peer probe
+  // takes it, timed on this thread's CPU clock.
+  std::vector<double> probe_us;
+  {
+    PeerProbe probe;
+    const std::string target = server->target();
+    int port = 0;
+    absl::SimpleAtoi(target.substr(target.rfind(':') + 1), &port);
+    probe.set_local_port(port);
+    for (int i = 0; i < 10; ++i) {
+      const absl::Duration t0 = ThreadCpu();
+      probe.IsConnected("ipv4:127.0.0.1:1", absl::Now());  // a fresh reading each time
+      probe_us.push_back(absl::ToDoubleMicroseconds(ThreadCpu() - t0));
+    }
+  }
+  if (!process_after_us.empty()) {
+    report.Add(section,
+               "whole process CPU in the 400 ms after an isolated cancel, p50 / max "
+               "(control: after a normal end)",
+               absl::StrCat(FormatNumber(Summarize(process_after_us).p50), " / ",
+                            FormatNumber(Summarize(process_after_us).max), " us (control ",
+                            FormatNumber(Summarize(control_us).p50), " / ",
+                            FormatNumber(Summarize(control_us).max), " us), ",
+                            process_after_us.size(), " cancels"),
+               absl::StrCat("<= one chunk (", config.waste_token_cost_us, " us)"),
+               Check(Summarize(process_after_us).p50 - Summarize(control_us).p50 <=
+                     static_cast<double>(config.waste_token_cost_us)));
+  }
+  report.Add(section, "of which: one reading of /proc/net/tcp{,6} by the peer probe, p50",
+             absl::StrCat(FormatNumber(Summarize(probe_us).p50),
+                          " us CPU (taken at a client cancel and again 250 ms later)"));
+  // Contrast: what generation that ran on to the end would have cost.
+  const double per_cancel_us =
+      std::max(0.0, Summarize(process_after_us).p50 - Summarize(control_us).p50);
+  const absl::Duration burned = absl::Microseconds(per_cancel_us * measured);
+  report.Add(section, "work the serial cancels' streams would still have done",
+             absl::StrCat(FormatNumber(absl::ToDoubleSeconds(would_have)),
+                          " s of CPU (to the end of their ", config.waste_tokens, " tokens)"));
+  report.Add(section, "what the server burned after those cancels (whole process, est.)",
+             absl::StrCat(FormatNumber(absl::ToDoubleMilliseconds(burned)), " ms (",
+                          measured, " x the isolated figure; ",
+                          FormatNumber(absl::ToDoubleMilliseconds(model_cpu_after_total)),
+                          " ms of it the model's): ",
+                          FormatNumber(absl::FDivDuration(
+                              would_have, std::max(burned, absl::Microseconds(1)))),
+                          "x less"));
+
   const Summary serial_stop = Summarize(stop_ms);
   const double stop_target_ms = 1.0 + static_cast<double>(config.waste_token_cost_us) / 1000;
   report.Add(section, "stop latency, serial: cancel -> generator released, p50 / p99 / max",
              P50P99Max(stop_ms, " ms"),
              absl::StrCat("p99 < 1 ms + chunk in flight (", FormatNumber(stop_target_ms), " ms)"),
              Check(!stop_ms.empty() && serial_stop.p99 < stop_target_ms));
+  report.Add(section, "of which: cancel -> model saw it mid-step (client, loopback, gRPC), "
+                      "p50 / p99 / max",
+             P50P99Max(to_seen_ms, " ms") + absl::StrCat(" (", to_seen_ms.size(), " cancels)"));
+  report.Add(section, "of which: model saw it -> generator released (sluice), p50 / p99 / max",
+             P50P99Max(seen_to_release_ms, " ms"));
   plot.stop_latency_serial_ms = stop_ms;
 
   // 2. Many streams at once, more than the workers: a cancel may land while
   // its call runs, waits for a turn or waits on its client.
-  std::vector<double> concurrent_ms;
+  std::vector<double> concurrent_ms, concurrent_to_seen_ms, concurrent_seen_to_release_ms;
+  int released_parked = 0;  // cancelled between steps: released on the cancelling thread
   const int64_t framework_after_before = server->stats().chunks_after_cancel();
   const int64_t model_after_before = server->model().chunks_after_cancel();
   const int64_t steps_after_before = server->model().steps_after_cancel();
@@ -321,6 +429,14 @@ void RunWasteAndStopLatency(const BenchConfig& config, Report& report, PlotData&
       }
       ++cancels;
       concurrent_ms.push_back(absl::ToDoubleMilliseconds(release->released_at - records[i].cancelled));
+      if (release->cancel_seen_at == absl::InfinitePast()) {
+        ++released_parked;
+      } else {
+        concurrent_to_seen_ms.push_back(
+            absl::ToDoubleMilliseconds(release->cancel_seen_at - records[i].cancelled));
+        concurrent_seen_to_release_ms.push_back(
+            absl::ToDoubleMilliseconds(release->released_at - release->cancel_seen_at));
+      }
     }
   }
   server->executor().WaitQuiescent(absl::Now() + absl::Seconds(2));
@@ -335,6 +451,12 @@ void RunWasteAndStopLatency(const BenchConfig& config, Report& report, PlotData&
   report.Add(section, "stop latency, concurrent: p50 / p99 / max", P50P99Max(concurrent_ms, " ms"),
              absl::StrCat("p99 < ", FormatNumber(stop_target_ms), " ms"),
              Check(!concurrent_ms.empty() && concurrent_stop.p99 < stop_target_ms));
+  report.Add(section, "of which, cancelled mid-step: cancel -> model saw it, p50 / p99 / max",
+             P50P99Max(concurrent_to_seen_ms, " ms") +
+                 absl::StrFormat(" (%d cancels; %d more found their call between steps)",
+                                 static_cast<int>(concurrent_to_seen_ms.size()), released_parked));
+  report.Add(section, "of which, cancelled mid-step: model saw it -> released, p50 / p99 / max",
+             P50P99Max(concurrent_seen_to_release_ms, " ms"));
   report.Add(
       section, "concurrent: chunks completed after the server learned of the cancel",
       absl::StrFormat("%d by the framework's count, %d by the model's; %d steps begun after it, "
@@ -346,6 +468,8 @@ void RunWasteAndStopLatency(const BenchConfig& config, Report& report, PlotData&
       Check(server->stats().chunks_after_cancel() - framework_after_before <=
             static_cast<uint64_t>(cancels)));
   plot.stop_latency_concurrent_ms = concurrent_ms;
+  plot.concurrent_title = absl::StrFormat("%d at once, %d workers", config.concurrent_streams,
+                                          kWorkers);
 }
 
 void RunQueue(const BenchConfig& config, Report& report) {
@@ -426,6 +550,10 @@ void RunQueue(const BenchConfig& config, Report& report) {
   const bool stayed = stayers.WaitDone(absl::Now() + absl::Seconds(30));
   server->executor().WaitIdle(absl::Now() + absl::Seconds(10));
 
+  int expired_seen_by_client = 0;
+  for (const StreamRecord& r : expiring.records()) {
+    expired_seen_by_client += r.code == grpc::StatusCode::DEADLINE_EXCEEDED;
+  }
   int left_never_started = 0, leavers_total = 0, stayers_ok = 0;
   for (const auto& [prefix, n] : std::vector<std::pair<std::string, int>>{
            {"queued-cancel-", n_cancel}, {"queued-deadline-", n_deadline}}) {
@@ -451,6 +579,8 @@ void RunQueue(const BenchConfig& config, Report& report) {
   report.Add(section, "queued calls whose caller left that never started",
              absl::StrFormat("%d of %d", left_never_started, leavers_total), "all",
              Check(left && leavers_total > 0 && left_never_started == leavers_total));
+  report.Add(section, "callers that ran out of time and saw DEADLINE_EXCEEDED",
+             absl::StrFormat("%d of %d", expired_seen_by_client, n_deadline));
   report.Add(section, "server's count of calls ended while queued",
              absl::StrFormat("%d cancelled, %d deadline",
                              stats.ended(Method::kPredictStream, EndCause::kClientCancelled,

@@ -11,13 +11,17 @@
 // because the machine this runs on is shared.
 
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <condition_variable>
 #include <cstdio>
 #include <fstream>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -60,6 +64,8 @@ BenchConfig BenchConfig::Quick() {
   BenchConfig c;
   c.quick = true;
   c.waste_streams = 40;
+  c.isolated_cancels = 4;
+  c.throughput_tuned_args = {};
   c.concurrent_streams = 32;
   c.concurrent_rounds = 1;
   c.throughput_reps = 2;
@@ -124,12 +130,61 @@ bool WriteStopLatency(const std::string& path, const PlotData& plot) {
 bool WriteThroughput(const std::string& path, const PlotData& plot) {
   std::ofstream out(path);
   out << "# label throughput_ratio_median min max cpu_ratio_median min max\n";
+  if (plot.throughput_ratios.empty()) out << "\"not run\" 0 0 0 0 0 0\n";  // an empty panel
   for (const PlotData::Ratio& r : plot.throughput_ratios) {
     const Summary t = Summarize(r.throughput), c = Summarize(r.cpu);
-    out << "\"" << r.label << "\" " << t.p50 << " " << t.min << " " << t.max << " " << c.p50
+    // "echo, 64 streams" -> "echo x64": short enough for the axis.
+    std::string label = r.label.substr(0, r.label.find(','));
+    label += " x" + std::to_string(std::atoi(r.label.c_str() + r.label.find(',') + 1));
+    out << "\"" << label << "\" " << t.p50 << " " << t.min << " " << t.max << " " << c.p50
         << " " << c.min << " " << c.max << "\n";
   }
   return static_cast<bool>(out);
+}
+
+// WritePlotLabels: gnuplot variables for the plot's titles.
+bool WritePlotLabels(const std::string& path, const PlotData& plot) {
+  std::ofstream out(path);
+  out << "concurrent_title = \"" << plot.concurrent_title << "\"\n";
+  return static_cast<bool>(out);
+}
+
+// MachineCosts: what a system call and a hand-off between two threads cost
+// here; on a virtual machine both can be many times their bare-metal cost,
+// and sluice hands every chunk from a worker thread to gRPC's.
+void MachineCosts(Report& report) {
+  const std::string section = "Machine";
+  constexpr int kSyscalls = 20000;
+  const absl::Time t0 = absl::Now();
+  for (int i = 0; i < kSyscalls; ++i) syscall(SYS_getppid);
+  const double syscall_ns = absl::ToDoubleNanoseconds(absl::Now() - t0) / kSyscalls;
+
+  // Two threads passing a turn back and forth through a mutex and condition
+  // variable: each round trip is two wake-ups and two context switches.
+  constexpr int kRoundTrips = 5000;
+  std::mutex mu;
+  std::condition_variable cv;
+  int turn = 0;
+  std::thread other([&] {
+    for (int i = 0; i < kRoundTrips; ++i) {
+      std::unique_lock<std::mutex> lock(mu);
+      cv.wait(lock, [&] { return turn == 1; });
+      turn = 0;
+      cv.notify_one();
+    }
+  });
+  const absl::Time t1 = absl::Now();
+  for (int i = 0; i < kRoundTrips; ++i) {
+    std::unique_lock<std::mutex> lock(mu);
+    turn = 1;
+    cv.notify_one();
+    cv.wait(lock, [&] { return turn == 0; });
+  }
+  const double round_trip_us = absl::ToDoubleMicroseconds(absl::Now() - t1) / kRoundTrips;
+  other.join();
+  report.Add(section, "a system call (getppid)", FormatNumber(syscall_ns) + " ns");
+  report.Add(section, "a round trip between two threads (mutex + condition variable)",
+             FormatNumber(round_trip_us) + " us");
 }
 
 int Run() {
@@ -163,6 +218,7 @@ int Run() {
   auto progress = [&](const char* what) {
     std::fprintf(stderr, "[%6.1fs] %s\n", absl::ToDoubleSeconds(absl::Now() - start), what);
   };
+  MachineCosts(report);
   if (wanted("waste")) {
     progress("waste after cancel and stop latency");
     RunWasteAndStopLatency(config, report, plot);
@@ -198,7 +254,8 @@ int Run() {
   bool written = report.WriteMarkdown(out + "/results.md", heading) &&
                  report.WriteTsv(out + "/results.tsv") &&
                  WriteStopLatency(out + "/stop_latency.dat", plot) &&
-                 WriteThroughput(out + "/throughput.dat", plot);
+                 WriteThroughput(out + "/throughput.dat", plot) &&
+                 WritePlotLabels(out + "/plot_labels.gp", plot);
   if (!written) {
     std::fprintf(stderr, "sluice_bench: could not write the results to %s\n", out.c_str());
     return 2;

@@ -2,6 +2,7 @@
 #   gnuplot -e "dir='benchmarks'" tools/benchmark/plot.gp   -> benchmarks/bench.png
 if (!exists("dir")) dir = "benchmarks"
 concurrent_title = "concurrent"
+stop_target_ms = 2
 load dir."/plot_labels.gp"
 set terminal pngcairo size 960,400 font "sans,9"
 set output dir."/bench.png"
@@ -14,8 +15,8 @@ set logscale x
 set yrange [0:1.02]
 set grid
 set key top left
-set arrow 1 from 1, graph 0 to 1, graph 1 nohead dashtype 2 lc rgb "#aa0000"
-set label 1 "1 ms" at 1, graph 0.5 offset 0.5,0 tc rgb "#aa0000"
+set arrow 1 from stop_target_ms, graph 0 to stop_target_ms, graph 1 nohead dashtype 2 lc rgb "#aa0000"
+set label 1 sprintf("target p99 < %g ms", stop_target_ms) at stop_target_ms, graph 0.5 offset 0.5,0 tc rgb "#aa0000"
 plot dir."/stop_latency.dat" index 0 using 1:2 with steps lw 2 title "one at a time", \
      dir."/stop_latency.dat" index 1 using 1:2 with steps lw 2 title concurrent_title
 

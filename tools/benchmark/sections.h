@@ -75,6 +75,7 @@ struct PlotData {
   std::vector<double> stop_latency_serial_ms;
   std::vector<double> stop_latency_concurrent_ms;
   std::string concurrent_title;  // how the concurrent cancels were made
+  double stop_target_ms = 2;     // 1 ms plus the chunk in flight
   struct Ratio {
     std::string label;
     std::vector<double> throughput;  // sluice msgs/s over raw msgs/s, per repetition

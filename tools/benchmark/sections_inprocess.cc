@@ -394,6 +394,7 @@ void RunWasteAndStopLatency(const BenchConfig& config, Report& report, PlotData&
   report.Add(section, "of which: model saw it -> generator released (sluice), p50 / p99 / max",
              P50P99Max(seen_to_release_ms, " ms"));
   plot.stop_latency_serial_ms = stop_ms;
+  plot.stop_target_ms = stop_target_ms;
 
   // 2. Many streams at once, more than the workers: a cancel may land while
   // its call runs, waits for a turn or waits on its client.

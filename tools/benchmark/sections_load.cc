@@ -340,7 +340,7 @@ void RunThroughputAndFirstChunk(const BenchConfig& config, bool throughput, bool
     const std::string section = "Time to first chunk (zero-cost model)";
     report.Add(section, "setup",
                "client start of call -> first chunk; one-chunk streams started together; "
-               "raw gRPC alongside as the floor");
+               "raw gRPC alongside for comparison");
     struct Level {
       int concurrency, rounds;
     };
@@ -370,7 +370,7 @@ void RunThroughputAndFirstChunk(const BenchConfig& config, bool throughput, bool
       report.Add(section, label + ": sluice p50 / p99",
                  P50P99(sluice_ms, " ms") + absl::StrCat(" (", sluice_ms.size(), " streams)"));
       report.Add(section, label + ": raw gRPC p50 / p99", P50P99(raw_ms, " ms"));
-      report.Add(section, label + ": framework overhead at p50 / p99",
+      report.Add(section, label + ": sluice minus raw gRPC, p50 / p99",
                  absl::StrCat(FormatNumber(Summarize(sluice_ms).p50 - Summarize(raw_ms).p50),
                               " / ",
                               FormatNumber(Summarize(sluice_ms).p99 - Summarize(raw_ms).p99),

@@ -134,7 +134,7 @@ bool WriteThroughput(const std::string& path, const PlotData& plot) {
   for (const PlotData::Ratio& r : plot.throughput_ratios) {
     const Summary t = Summarize(r.throughput), c = Summarize(r.cpu);
     // "echo, 64 streams" -> "echo x64": short enough for the axis.
-    std::string label = r.label.substr(0, r.label.find(','));
+    std::string label = r.label.substr(0, std::min<size_t>(5, r.label.find(',')));
     label += " x" + std::to_string(std::atoi(r.label.c_str() + r.label.find(',') + 1));
     out << "\"" << label << "\" " << t.p50 << " " << t.min << " " << t.max << " " << c.p50
         << " " << c.min << " " << c.max << "\n";
@@ -146,6 +146,7 @@ bool WriteThroughput(const std::string& path, const PlotData& plot) {
 bool WritePlotLabels(const std::string& path, const PlotData& plot) {
   std::ofstream out(path);
   out << "concurrent_title = \"" << plot.concurrent_title << "\"\n";
+  out << "stop_target_ms = " << plot.stop_target_ms << "\n";
   return static_cast<bool>(out);
 }
 

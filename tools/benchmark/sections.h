@@ -60,6 +60,10 @@ struct BenchConfig {
   int64_t abandon_tokens = 200;
   int64_t abandon_token_cost_us = 500;
   int64_t abandon_leave_at_max = 8;  // leavers leave after a chunk drawn from [1, this]
+  // Clients arrive one after another this far apart, over a span shorter
+  // than the work, so that later arrivals find the workers busy with what
+  // the earlier ones (still) want.
+  absl::Duration abandon_arrival_spacing = absl::Milliseconds(10);
   bool abandon_reference = true;     // also run "the leavers' work goes on"
 
   // Queue under overload.

@@ -512,7 +512,7 @@ void RunAbandonment(const BenchConfig& config, Report& report) {
     Outcome out;
     const absl::Duration cpu0 = server->cpu();
     StreamSet set(channels);
-    set.Start(std::move(plans));
+    set.Start(std::move(plans), config.abandon_arrival_spacing);
     out.ok = set.WaitDone(absl::Now() + absl::Seconds(120));
     absl::SleepFor(absl::Milliseconds(50));  // the server's last bookkeeping
     out.server_cpu_s = absl::ToDoubleSeconds(server->cpu() - cpu0);
@@ -557,9 +557,12 @@ void RunAbandonment(const BenchConfig& config, Report& report) {
 
   report.Add(section, "setup",
              absl::StrFormat("2 workers; %d stayers (tokens=%d, token_cost_us=%d) arrive "
-                             "alternating with %d others who get 1..%d chunks; %d repetitions",
+                             "alternating with %d others who get 1..%d chunks, one every %s; "
+                             "%d repetitions",
                              n, config.abandon_tokens, config.abandon_token_cost_us, n,
-                             config.abandon_leave_at_max, static_cast<int>(tput_a.size())));
+                             config.abandon_leave_at_max,
+                             absl::FormatDuration(config.abandon_arrival_spacing),
+                             static_cast<int>(tput_a.size())));
   if (!all_ok) report.Add(section, "WARNING", "a stayer did not complete all its chunks");
   const Summary a = Summarize(ttfc_a), b = Summarize(ttfc_b);
   report.Add(section, "stayers' first chunk p50 / p99: nobody leaves", P50P99(ttfc_a, " ms"));

@@ -101,12 +101,14 @@ StreamSet::~StreamSet() {
   }
 }
 
-void StreamSet::Start(std::vector<StreamPlan> plans) {
+void StreamSet::Start(std::vector<StreamPlan> plans, absl::Duration spacing) {
   readers_.reserve(plans.size());
   for (size_t i = 0; i < plans.size(); ++i) {
     readers_.push_back(std::make_unique<Reader>(this, static_cast<int>(i), std::move(plans[i])));
   }
+  const absl::Time start = absl::Now();
   for (size_t i = 0; i < readers_.size(); ++i) {
+    if (spacing > absl::ZeroDuration()) absl::SleepFor(start + i * spacing - absl::Now());
     readers_[i]->Start(stubs_[i % stubs_.size()].get());
   }
 }

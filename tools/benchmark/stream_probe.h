@@ -64,8 +64,9 @@ class StreamSet {
   StreamSet(const StreamSet&) = delete;
   StreamSet& operator=(const StreamSet&) = delete;
 
-  // Start: starts one stream per plan, in order. Call once.
-  void Start(std::vector<StreamPlan> plans);
+  // Start: starts one stream per plan, in order, `spacing` apart (this
+  // thread sleeps in between). Call once.
+  void Start(std::vector<StreamPlan> plans, absl::Duration spacing = absl::ZeroDuration());
 
   // WaitDone: until every stream has ended, or `deadline`. True if all ended.
   bool WaitDone(absl::Time deadline);

@@ -14,7 +14,7 @@ set ylabel "fraction of cancels"
 set logscale x
 set yrange [0:1.02]
 set grid
-set key top left
+set key bottom right
 set arrow 1 from stop_target_ms, graph 0 to stop_target_ms, graph 1 nohead dashtype 2 lc rgb "#aa0000"
 set label 1 sprintf("target p99 < %g ms", stop_target_ms) at stop_target_ms, graph 0.5 offset 0.5,0 tc rgb "#aa0000"
 plot dir."/stop_latency.dat" index 0 using 1:2 with steps lw 2 title "one at a time", \

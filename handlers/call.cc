@@ -112,54 +112,65 @@ void Call::RunTurn() {
         step = GuardedNext();
       }
 
-      MutexLock lock(&mu_);
-      if (ShouldStopLocked(after)) {
-        // The step in flight is discarded; no further step is started.
-        if (step.has_value() && step->kind() == Step<std::string>::Kind::kChunk) {
-          RecordChunkLocked(/*after_cancel=*/true);
-        }
-        EndLocked(EndStage::kRunning, after);
-        break;
+      {
+        MutexLock lock(&mu_);
+        turn_over = TakeStepLocked(step, slice_end, steps, after);
       }
-      if (!step.has_value()) continue;  // just started: go on to the first chunk
-      switch (step->kind()) {
-        case Step<std::string>::Kind::kChunk: {
-          RecordChunkLocked(/*after_cancel=*/false);
-          absl::StatusOr<bool> more = EmitLocked(std::move(step->chunk()), after);
-          if (!more.ok()) {
-            FailLocked(more.status(), after);
-            turn_over = true;
-          } else if (!*more) {
-            phase_ = Phase::kBlocked;
-            MaybeArmStallTimerLocked(after);
-            turn_over = true;
-          } else if (++steps >= kMaxStepsPerTurn || absl::Now() >= slice_end) {
-            phase_ = Phase::kRunnable;
-            after.schedule = true;
-            turn_over = true;
-          }
-          break;
-        }
-        case Step<std::string>::Kind::kDone:
-          cause_ = EndCause::kCompleted;
-          CompleteLocked(step->finish_reason(), after);
-          EndLocked(EndStage::kRunning, after);
-          turn_over = true;
-          break;
-        case Step<std::string>::Kind::kWait:
-          if (step->wait_until() <= absl::Now() && ++steps < kMaxStepsPerTurn) break;
-          phase_ = Phase::kSleeping;
-          after.wake_at = step->wait_until();
-          turn_over = true;
-          break;
-        case Step<std::string>::Kind::kError:
-          FailLocked(step->status(), after);
-          turn_over = true;
-          break;
-      }
+      // A write this step made due starts now, not at the end of the turn.
+      if (after.write != nullptr) StartWriteUnlocked(*std::exchange(after.write, nullptr));
     }
   }
   Apply(after);
+}
+
+bool Call::TakeStepLocked(std::optional<Step<std::string>>& step, absl::Time slice_end,
+                          int& steps, AfterUnlock& after) {
+  if (ShouldStopLocked(after)) {
+    // The step in flight is discarded; no further step is started.
+    if (step.has_value() && step->kind() == Step<std::string>::Kind::kChunk) {
+      RecordChunkLocked(/*after_cancel=*/true);
+    }
+    EndLocked(EndStage::kRunning, after);
+    return true;
+  }
+  if (!step.has_value()) return false;  // just started: go on to the first chunk
+  bool turn_over = false;
+  switch (step->kind()) {
+    case Step<std::string>::Kind::kChunk: {
+      RecordChunkLocked(/*after_cancel=*/false);
+      absl::StatusOr<bool> more = EmitLocked(std::move(step->chunk()), after);
+      if (!more.ok()) {
+        FailLocked(more.status(), after);
+        turn_over = true;
+      } else if (!*more) {
+        phase_ = Phase::kBlocked;
+        MaybeArmStallTimerLocked(after);
+        turn_over = true;
+      } else if (++steps >= kMaxStepsPerTurn || absl::Now() >= slice_end) {
+        phase_ = Phase::kRunnable;
+        after.schedule = true;
+        turn_over = true;
+      }
+      break;
+    }
+    case Step<std::string>::Kind::kDone:
+      cause_ = EndCause::kCompleted;
+      CompleteLocked(step->finish_reason(), after);
+      EndLocked(EndStage::kRunning, after);
+      turn_over = true;
+      break;
+    case Step<std::string>::Kind::kWait:
+      if (step->wait_until() <= absl::Now() && ++steps < kMaxStepsPerTurn) break;
+      phase_ = Phase::kSleeping;
+      after.wake_at = step->wait_until();
+      turn_over = true;
+      break;
+    case Step<std::string>::Kind::kError:
+      FailLocked(step->status(), after);
+      turn_over = true;
+      break;
+  }
+  return turn_over;
 }
 
 bool Call::ShouldStopLocked(AfterUnlock& after) {
@@ -301,13 +312,19 @@ void Call::Apply(AfterUnlock& after) {
   // Release first: freeing the model's resources is the point of stopping.
   after.release.reset();
   after.discard.reset();
+  if (after.write != nullptr) StartWriteUnlocked(*after.write);
   if (after.try_cancel) {
     // Finish is held back until TryCancel returns, so the RPC (and its
     // context) cannot complete underneath it.
     sink()->TryCancel();
-    MutexLock lock(&mu_);
-    hold_finish_ = false;
-    PumpLocked();
+    AfterUnlock pumped;
+    {
+      MutexLock lock(&mu_);
+      hold_finish_ = false;
+      PumpLocked(pumped);
+    }
+    if (pumped.write != nullptr) StartWriteUnlocked(*pumped.write);
+    if (pumped.finish.has_value()) after.finish = std::move(pumped.finish);
   }
   if (after.leave_executor) executor_->Leave(this);
   if (after.schedule) executor_->Schedule(shared_from_this());
@@ -324,6 +341,8 @@ void Call::Apply(AfterUnlock& after) {
     });
   }
   if (after.report.has_value() && on_ended_) on_ended_(*after.report);
+  // Last: once finished, the RPC may complete and its sink go away.
+  if (after.finish.has_value()) FinishUnlocked(*after.finish);
 }
 
 void Call::Wake() {
@@ -362,7 +381,7 @@ absl::StatusOr<bool> StreamCall::EmitLocked(std::string bytes, AfterUnlock& afte
   v1::PredictChunk& chunk = pending_.emplace_back();
   chunk.set_index(next_index_++);
   *chunk.mutable_output() = std::move(bytes);
-  PumpLocked();
+  PumpLocked(after);
   return pending_.size() < options_.stream_buffer_chunks;
 }
 
@@ -376,7 +395,7 @@ void StreamCall::CompleteLocked(FinishReason reason, AfterUnlock& after) {
   usage->set_output_chunks(next_index_);
   usage->set_output_bytes(output_bytes_);
   finish_status_ = absl::OkStatus();
-  PumpLocked();
+  PumpLocked(after);
   MaybeArmStallTimerLocked(after);
 }
 
@@ -389,22 +408,22 @@ void StreamCall::FinishWithErrorLocked(const absl::Status& status, bool flush,
     while (pending_.size() > keep) pending_.pop_back();
   }
   finish_status_ = status;
-  PumpLocked();
+  PumpLocked(after);
   MaybeArmStallTimerLocked(after);
 }
 
-void StreamCall::PumpLocked() {
+void StreamCall::PumpLocked(AfterUnlock& after) {
   if (finish_called_ || write_in_flight_) return;
   if (!pending_.empty()) {
     write_in_flight_ = true;
     write_started_at_ = absl::Now();
-    sink_->StartWrite(&pending_.front());
+    after.write = &pending_.front();
     return;
   }
   if (finish_status_.has_value() && !hold_finish_) {
     finish_called_ = true;
     final_status_ = *finish_status_;
-    sink_->Finish(final_status_);
+    after.finish = final_status_;
   }
 }
 
@@ -421,7 +440,7 @@ void StreamCall::OnWriteDone(bool ok) {
       pending_.clear();
       RequestCancelLocked(EndCause::kClientCancelled, after);
     }
-    PumpLocked();
+    PumpLocked(after);
     if (phase_ == Phase::kBlocked && pending_.size() <= options_.stream_buffer_chunks / 2) {
       phase_ = Phase::kRunnable;
       after.schedule = true;
@@ -500,7 +519,7 @@ void UnaryCall::CompleteLocked(FinishReason reason, AfterUnlock& after) {
   usage->set_output_bytes(output_bytes_);
   finish_called_ = true;
   final_status_ = absl::OkStatus();
-  sink_->Finish(final_status_, &response_);
+  after.finish = final_status_;
 }
 
 void UnaryCall::FinishWithErrorLocked(const absl::Status& status, bool flush,
@@ -508,7 +527,7 @@ void UnaryCall::FinishWithErrorLocked(const absl::Status& status, bool flush,
   if (finish_called_) return;
   finish_called_ = true;
   final_status_ = status;
-  sink_->Finish(status, nullptr);
+  after.finish = final_status_;
 }
 
 }  // namespace sluice

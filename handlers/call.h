@@ -127,6 +127,19 @@ class Call : public std::enable_shared_from_this<Call> {
     absl::Time wake_at = absl::InfinitePast();
     absl::Time stall_check_at = absl::InfinitePast();
     bool try_cancel = false;
+    // write: a stream's next message, handed to gRPC once mu_ is released.
+    // Starting a write does transport work inline (serialising, often the
+    // socket write itself); under mu_ it would stall the worker or the
+    // reactor contending for the lock. The message is pending_.front() and
+    // write_in_flight_ is already set, so nothing else writes, finishes or
+    // frees it in the meantime.
+    const v1::PredictChunk* write = nullptr;
+    // finish: the status to finish the RPC with, once mu_ is released and
+    // everything else here is done (last: once Finish is called the RPC may
+    // complete and the sink go away). finish_called_ is already set, so
+    // nothing else writes or finishes, and a TryCancel in progress held it
+    // back (hold_finish_) until it returned.
+    std::optional<absl::Status> finish;
     std::optional<CallSummary> report;
   };
 
@@ -149,7 +162,11 @@ class Call : public std::enable_shared_from_this<Call> {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) = 0;
   virtual CallSink* sink() = 0;
   // PumpLocked: lets the RPC side make progress (start a write, finish).
-  virtual void PumpLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {}
+  virtual void PumpLocked(AfterUnlock& after) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {}
+  // StartWriteUnlocked: hands `chunk` to the RPC (see AfterUnlock::write).
+  virtual void StartWriteUnlocked(const v1::PredictChunk& chunk) {}
+  // FinishUnlocked: finishes the RPC with `status` (see AfterUnlock::finish).
+  virtual void FinishUnlocked(const absl::Status& status) = 0;
   // MaybeArmStallTimerLocked: the call now waits on the client; make sure a
   // stall check is scheduled.
   virtual void MaybeArmStallTimerLocked(AfterUnlock& after) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {}
@@ -167,8 +184,9 @@ class Call : public std::enable_shared_from_this<Call> {
 
   mutable Mutex mu_;
   Phase phase_ ABSL_GUARDED_BY(mu_) = Phase::kPending;
-  // finish_called_: the sink's Finish (or WriteAndFinish) was called; the sink
-  // must not be used again, except TryCancel.
+  // finish_called_: the sink's Finish was called, or decided and due as soon
+  // as mu_ is released (AfterUnlock::finish); the sink must not be used
+  // again, except TryCancel.
   bool finish_called_ ABSL_GUARDED_BY(mu_) = false;
   bool rpc_done_ ABSL_GUARDED_BY(mu_) = false;
   // hold_finish_: a TryCancel is in progress; Finish must wait for it (once
@@ -193,6 +211,11 @@ class Call : public std::enable_shared_from_this<Call> {
   absl::StatusOr<std::unique_ptr<EncodedGenerator>> GuardedStart();
   Step<std::string> GuardedNext();
 
+  // TakeStepLocked: acts on what one step of a turn produced (`step` is
+  // empty right after the generator was created). Returns true when the turn
+  // is over (the call blocked, slept, yielded or ended).
+  bool TakeStepLocked(std::optional<Step<std::string>>& step, absl::Time slice_end, int& steps,
+                      AfterUnlock& after) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // ShouldStopLocked: whether the running turn must stop because the call is
   // no longer wanted; requests the cancel if it just found out.
   bool ShouldStopLocked(AfterUnlock& after) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -263,10 +286,13 @@ class StreamCall final : public Call {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   CallSink* sink() override { return sink_; }
 
-  // PumpLocked: starts the next write, or finishes the RPC when due. Finish
-  // is only ever called with no write outstanding, so the final message is a
-  // plain write and TryCancel (stalls) always precedes Finish.
-  void PumpLocked() override ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // PumpLocked: starts the next write (after unlocking), or finishes the RPC
+  // when due. Finish is only ever called with no write outstanding, so the
+  // final message is a plain write and TryCancel (stalls) always precedes
+  // Finish.
+  void PumpLocked(AfterUnlock& after) override ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void StartWriteUnlocked(const v1::PredictChunk& chunk) override { sink_->StartWrite(&chunk); }
+  void FinishUnlocked(const absl::Status& status) override { sink_->Finish(status); }
   // MaybeArmStallTimerLocked: schedules a stall check for when the write
   // outstanding now would count as stalled.
   void MaybeArmStallTimerLocked(AfterUnlock& after) override ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -276,7 +302,8 @@ class StreamCall final : public Call {
 
   StreamSink* const sink_;
   // pending_: encoded chunks not yet confirmed written; front() is being
-  // written while write_in_flight_.
+  // written while write_in_flight_ (from the moment the write is decided,
+  // before StartWrite is called outside the lock, until OnWriteDone).
   std::deque<v1::PredictChunk> pending_ ABSL_GUARDED_BY(mu_);
   bool write_in_flight_ ABSL_GUARDED_BY(mu_) = false;
   absl::Time write_started_at_ ABSL_GUARDED_BY(mu_);
@@ -304,6 +331,12 @@ class UnaryCall final : public Call {
   void FinishWithErrorLocked(const absl::Status& status, bool flush, AfterUnlock& after) override
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   CallSink* sink() override { return sink_; }
+  // FinishUnlocked: the response goes with an OK status only. Read without
+  // mu_: an OK finish is decided by CompleteLocked after the generator's last
+  // step, and nothing changes response_ after that.
+  void FinishUnlocked(const absl::Status& status) override ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    sink_->Finish(status, status.ok() ? &response_ : nullptr);
+  }
 
   UnarySink* const sink_;
   v1::PredictResponse response_ ABSL_GUARDED_BY(mu_);

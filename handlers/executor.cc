@@ -21,29 +21,34 @@ void Executor::Start() {
   CHECK(workers_.empty()) << "Executor::Start called twice";
   for (int i = 0; i < options_.workers; ++i) {
     ++live_workers_;
-    workers_.emplace_back([this] { WorkerLoop(); });
+    IdleWorker* idle = idle_workers_.emplace_back(std::make_unique<IdleWorker>()).get();
+    workers_.emplace_back([this, idle] { WorkerLoop(idle); });
   }
 }
 
 absl::Status Executor::Admit(const std::shared_ptr<Call>& call) {
-  MutexLock lock(&mu_);
-  Call::ExecutorState& state = call->executor_state_;
-  if (active_ < options_.max_active) {
-    ++active_;
-    state.holds_slot = true;
-    runnable_.push_back(call);
-    work_cv_.Signal();
-  } else if (static_cast<int>(waiting_.size()) < options_.queue_capacity) {
-    state.waiting = true;
-    state.waiting_pos = waiting_.insert(waiting_.end(), call);
-  } else {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "model ", model_, " is at capacity: ", options_.max_active, " calls running and ",
-        options_.queue_capacity, " queued (its queue_capacity); retry later"));
+  IdleWorker* wake = nullptr;
+  {
+    MutexLock lock(&mu_);
+    Call::ExecutorState& state = call->executor_state_;
+    if (active_ < options_.max_active) {
+      ++active_;
+      state.holds_slot = true;
+      runnable_.push_back(call);
+      wake = WakeOneLocked();
+    } else if (static_cast<int>(waiting_.size()) < options_.queue_capacity) {
+      state.waiting = true;
+      state.waiting_pos = waiting_.insert(waiting_.end(), call);
+    } else {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "model ", model_, " is at capacity: ", options_.max_active, " calls running and ",
+          options_.queue_capacity, " queued (its queue_capacity); retry later"));
+    }
+    state.admitted = true;
+    state.admitted_pos = admitted_.insert(admitted_.end(), call);
+    idle_cv_.SignalAll();
   }
-  state.admitted = true;
-  state.admitted_pos = admitted_.insert(admitted_.end(), call);
-  idle_cv_.SignalAll();
+  if (wake != nullptr) wake->cv.Signal();
   return absl::OkStatus();
 }
 
@@ -56,13 +61,28 @@ bool Executor::WaitForQueued(int n, absl::Time deadline) const {
 }
 
 void Executor::Schedule(std::shared_ptr<Call> call) {
-  MutexLock lock(&mu_);
-  runnable_.push_back(std::move(call));
-  work_cv_.Signal();
+  IdleWorker* wake = nullptr;
+  {
+    MutexLock lock(&mu_);
+    runnable_.push_back(std::move(call));
+    wake = WakeOneLocked();
+  }
+  // Signalled after unlocking, so that the woken worker does not block at
+  // once on the mutex this thread still holds (a second context switch).
+  if (wake != nullptr) wake->cv.Signal();
+}
+
+Executor::IdleWorker* Executor::WakeOneLocked() {
+  if (idle_.empty()) return nullptr;  // a busy worker takes the call after its turn
+  IdleWorker* idle = idle_.back();
+  idle_.pop_back();
+  idle->woken = true;
+  return idle;
 }
 
 void Executor::Leave(Call* call) {
   std::shared_ptr<Call> admitted_ref, waiting_ref;  // released after unlocking
+  std::vector<IdleWorker*> wake;
   {
     MutexLock lock(&mu_);
     Call::ExecutorState& state = call->executor_state_;
@@ -78,13 +98,14 @@ void Executor::Leave(Call* call) {
     if (state.holds_slot) {
       state.holds_slot = false;
       --active_;
-      PromoteLocked();
+      PromoteLocked(wake);
     }
     idle_cv_.SignalAll();
   }
+  for (IdleWorker* idle : wake) idle->cv.Signal();
 }
 
-void Executor::PromoteLocked() {
+void Executor::PromoteLocked(std::vector<IdleWorker*>& wake) {
   while (active_ < options_.max_active && !waiting_.empty()) {
     std::shared_ptr<Call> next = std::move(waiting_.front());
     waiting_.pop_front();
@@ -92,7 +113,7 @@ void Executor::PromoteLocked() {
     next->executor_state_.holds_slot = true;
     ++active_;
     runnable_.push_back(std::move(next));
-    work_cv_.Signal();
+    if (IdleWorker* idle = WakeOneLocked()) wake.push_back(idle);
   }
 }
 
@@ -131,7 +152,7 @@ bool Executor::Stop(absl::Time deadline) {
     MutexLock lock(&mu_);
     if (workers_.empty()) return true;
     stopping_ = true;
-    work_cv_.SignalAll();
+    while (IdleWorker* idle = WakeOneLocked()) idle->cv.Signal();
     while (live_workers_ > 0) {
       if (idle_cv_.WaitWithDeadline(&mu_, deadline)) break;
     }
@@ -163,12 +184,23 @@ int Executor::busy_workers() const {
   return busy_;
 }
 
-void Executor::WorkerLoop() {
+void Executor::WorkerLoop(IdleWorker* idle) {
+  bool ran_turn = false;
   while (true) {
     std::shared_ptr<Call> call;
     {
       MutexLock lock(&mu_);
-      while (runnable_.empty() && !stopping_) work_cv_.Wait(&mu_);
+      if (ran_turn) {
+        // The turn just run ends in the same lock hold that looks for the
+        // next one: one acquisition per turn, not two.
+        --busy_;
+        if (busy_ == 0 && runnable_.empty()) idle_cv_.SignalAll();
+      }
+      while (runnable_.empty() && !stopping_) {
+        idle->woken = false;
+        idle_.push_back(idle);
+        while (!idle->woken) idle->cv.Wait(&mu_);
+      }
       if (runnable_.empty()) {
         --live_workers_;
         idle_cv_.SignalAll();
@@ -180,9 +212,7 @@ void Executor::WorkerLoop() {
     }
     call->RunTurn();
     call.reset();  // may destroy the call: outside the lock
-    MutexLock lock(&mu_);
-    --busy_;
-    if (busy_ == 0 && runnable_.empty()) idle_cv_.SignalAll();
+    ran_turn = true;
   }
 }
 

@@ -85,14 +85,27 @@ class Executor {
   void Schedule(std::shared_ptr<Call> call);  // append to the run queue
   void Leave(Call* call);                      // the call ended; free its place
 
-  void PromoteLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void WorkerLoop();
+  // IdleWorker: how one worker waits for work. Each worker has its own, so
+  // that waking one is a signal to exactly that thread: no condition
+  // variable shared by all workers, whose waking can make the signalling
+  // thread wait for the previously woken worker to be scheduled.
+  struct IdleWorker {
+    CondVar cv;
+    bool woken = false;  // guarded by mu_
+  };
+
+  // PromoteLocked: gives freed slots to queued calls; the workers to wake
+  // for them are added to `wake`, to be signalled after unlocking.
+  void PromoteLocked(std::vector<IdleWorker*>& wake) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // WakeOneLocked: takes the most recently idle worker (its caches are the
+  // warmest) off the idle stack; the caller signals it after unlocking.
+  IdleWorker* WakeOneLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void WorkerLoop(IdleWorker* idle);
 
   const std::string model_;
   const ExecutorOptions options_;
 
   mutable Mutex mu_;
-  CondVar work_cv_;  // signalled when the run queue grows or on stop
   mutable CondVar idle_cv_;  // signalled whenever admission, the queue or the workers change
   std::list<std::shared_ptr<Call>> admitted_ ABSL_GUARDED_BY(mu_);
   std::list<std::shared_ptr<Call>> waiting_ ABSL_GUARDED_BY(mu_);
@@ -101,6 +114,12 @@ class Executor {
   int busy_ ABSL_GUARDED_BY(mu_) = 0;
   int live_workers_ ABSL_GUARDED_BY(mu_) = 0;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  // Workers waiting for work, the most recently idle last. A worker leaves
+  // the stack when woken for a call in the run queue or at stop.
+  std::vector<IdleWorker*> idle_ ABSL_GUARDED_BY(mu_);
+  // One per worker, alive as long as the executor (so a worker may be
+  // signalled after mu_ is released, even if it has returned meanwhile).
+  std::vector<std::unique_ptr<IdleWorker>> idle_workers_;
   std::vector<std::thread> workers_;
 };
 

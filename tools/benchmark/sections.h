@@ -1,0 +1,103 @@
+#ifndef SLUICE_TOOLS_BENCHMARK_SECTIONS_H_
+#define SLUICE_TOOLS_BENCHMARK_SECTIONS_H_
+
+// The benchmark's sections. Each runs its own servers, bounded in count and
+// time, and adds its figures to the report. Sections that need exact times
+// or the model's own counters run a sluice server in this process (one clock
+// for client and server); the rest run the stock binaries as child processes
+// and read their CPU and memory from /proc.
+
+#include <string>
+#include <vector>
+
+#include "absl/time/time.h"
+#include "tools/benchmark/report.h"
+
+namespace sluice::bench {
+
+// BenchConfig: sizes of every section; Full() and Quick() are the two modes.
+struct BenchConfig {
+  bool quick = false;
+  uint64_t seed = 1;
+  std::string sluice_server;  // path to //service:sluice_server
+  std::string raw_server;     // path to //tools/benchmark:raw_stream_server
+  std::string work_dir;       // port files
+  // Extra flags for the sluice server of the throughput and first-chunk
+  // sections (the defaults are measured when empty).
+  std::vector<std::string> throughput_server_args;
+  // Flags for a second sluice server measured alongside the default one
+  // (echo only, for information: not judged against the target).
+  std::vector<std::string> throughput_tuned_args = {"--stream_buffer_chunks=64"};
+  // Only the throughput cases whose label contains this (all when empty).
+  std::string throughput_only;
+
+  // Waste after cancel and stop latency.
+  int waste_streams = 200;             // cancelled one at a time
+  int concurrent_streams = 64;         // cancelled while all run
+  int concurrent_rounds = 3;
+  int64_t waste_tokens = 3000;         // the LitServe comparison's request size
+  int64_t waste_token_cost_us = 1000;  // CPU per chunk
+  int64_t cancel_at_max = 100;         // cancel at a chunk drawn from [1, this]
+  int isolated_cancels = 10;           // with the whole process's CPU for 400 ms after
+
+  // Throughput: sluice against raw gRPC, interleaved repetitions.
+  int throughput_reps = 5;
+  absl::Duration throughput_warmup = absl::Milliseconds(300);
+  absl::Duration throughput_window = absl::Seconds(2);
+
+  // Time to first chunk at 1, 100 and 1000 concurrent streams.
+  int ttfc_serial_calls = 300;  // at 1: calls one after another, per server
+  int ttfc_rounds_100 = 5;      // bursts of 100, per server
+  int ttfc_rounds_1000 = 3;     // bursts of 1000, per server
+
+  // Scale.
+  int scale_streams = 10000;
+  absl::Duration scale_hold = absl::Seconds(3);
+
+  // Abandonment tax.
+  int abandon_reps = 3;
+  int abandon_stayers = 32;  // and as many who leave
+  int64_t abandon_tokens = 200;
+  int64_t abandon_token_cost_us = 500;
+  int64_t abandon_leave_at_max = 8;  // leavers leave after a chunk drawn from [1, this]
+  // Clients arrive one after another this far apart, over a span shorter
+  // than the work, so that later arrivals find the workers busy with what
+  // the earlier ones (still) want.
+  absl::Duration abandon_arrival_spacing = absl::Milliseconds(10);
+  bool abandon_reference = true;     // also run "the leavers' work goes on"
+
+  // Queue under overload.
+  int queue_capacity = 64;
+  int queue_rejected_calls = 200;
+
+  static BenchConfig Full();
+  static BenchConfig Quick();
+};
+
+// PlotData: what the PNG plot shows; written as gnuplot data files.
+struct PlotData {
+  std::vector<double> stop_latency_serial_ms;
+  std::vector<double> stop_latency_concurrent_ms;
+  std::string concurrent_title;  // how the concurrent cancels were made
+  double stop_target_ms = 2;     // 1 ms plus the chunk in flight
+  struct Ratio {
+    std::string label;
+    std::vector<double> throughput;  // sluice msgs/s over raw msgs/s, per repetition
+    std::vector<double> cpu;         // raw CPU per message over sluice's, per repetition
+  };
+  std::vector<Ratio> throughput_ratios;
+};
+
+// In-process sections (sections_inprocess.cc).
+void RunWasteAndStopLatency(const BenchConfig& config, Report& report, PlotData& plot);
+void RunQueue(const BenchConfig& config, Report& report);
+
+// Child-process sections (sections_load.cc).
+void RunThroughputAndFirstChunk(const BenchConfig& config, bool throughput, bool first_chunk,
+                                Report& report, PlotData& plot);
+void RunScale(const BenchConfig& config, Report& report);
+void RunAbandonment(const BenchConfig& config, Report& report);
+
+}  // namespace sluice::bench
+
+#endif  // SLUICE_TOOLS_BENCHMARK_SECTIONS_H_

@@ -1,0 +1,592 @@
+// Sections that run the stock server (and the raw gRPC baseline) as child
+// processes: throughput, time to first chunk, scale and the abandonment tax.
+// A child's CPU and memory come from its own kernel accounting (/proc), so
+// the client's work in this process never counts as the server's.
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <dirent.h>
+
+#include <algorithm>
+#include <fstream>
+#include <functional>
+#include <cstdio>
+#include <memory>
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+#include "tools/benchmark/bench_stats.h"
+#include "tools/benchmark/sections.h"
+#include "tools/benchmark/stream_probe.h"
+#include "tools/load/stream_load.h"
+#include "tools/proc_stats.h"
+#include "tools/subprocess.h"
+
+namespace sluice::bench {
+namespace {
+
+// Child: a server running as a child process of the benchmark.
+class Child {
+ public:
+  // Start: runs `argv` plus --port=0 and --port_file, and waits until it listens.
+  static std::unique_ptr<Child> Start(std::vector<std::string> argv, const std::string& work_dir,
+                                      const std::string& name) {
+    static int counter = 0;
+    const std::string port_file =
+        absl::StrCat(work_dir, "/", name, ".", getpid(), ".", counter++, ".port");
+    std::remove(port_file.c_str());
+    argv.push_back("--port=0");
+    argv.push_back("--port_file=" + port_file);
+    absl::StatusOr<std::unique_ptr<Subprocess>> process = Subprocess::Start(argv);
+    if (!process.ok()) {
+      std::fprintf(stderr, "cannot start %s: %s\n", argv[0].c_str(),
+                   process.status().ToString().c_str());
+      return nullptr;
+    }
+    absl::StatusOr<std::string> port = WaitForFile(port_file, **process, absl::Seconds(60));
+    std::remove(port_file.c_str());
+    if (!port.ok()) {
+      std::fprintf(stderr, "%s did not start: %s\n%s\n", argv[0].c_str(),
+                   port.status().ToString().c_str(), (*process)->Stderr().c_str());
+      return nullptr;
+    }
+    auto child = std::unique_ptr<Child>(new Child());
+    child->process_ = *std::move(process);
+    child->target_ = absl::StrCat("127.0.0.1:", absl::StripAsciiWhitespace(*port));
+    return child;
+  }
+
+  // Stop: SIGTERM, then waits; true if it exited 0.
+  bool Stop() {
+    process_->Kill(SIGTERM);
+    absl::StatusOr<int> status = process_->Wait(absl::Seconds(30));
+    return status.ok() && WIFEXITED(*status) && WEXITSTATUS(*status) == 0;
+  }
+
+  const std::string& target() const { return target_; }
+  pid_t pid() const { return process_->pid(); }
+  // cpu: the child's user + system CPU time so far (10 ms ticks).
+  absl::Duration cpu() const {
+    std::optional<ProcStats> s = ReadProcStats(pid());
+    return s ? s->cpu : absl::ZeroDuration();
+  }
+  std::optional<ProcStats> stats() const { return ReadProcStats(pid()); }
+
+ private:
+  Child() = default;
+  std::unique_ptr<Subprocess> process_;
+  std::string target_;
+};
+
+v1::PredictRequest Synthetic(std::vector<std::pair<std::string, int64_t>> params,
+                             std::string request_id = "") {
+  v1::PredictRequest request;
+  request.set_model("synthetic");
+  request.set_request_id(std::move(request_id));
+  for (const auto& [name, value] : params) {
+    (*request.mutable_parameters())[name].set_int64_param(value);
+  }
+  return request;
+}
+
+std::string Mib(int64_t bytes) { return absl::StrFormat("%.1f MiB", bytes / 1048576.0); }
+
+std::string P50P99(const std::vector<double>& v, const std::string& unit) {
+  const Summary s = Summarize(v);
+  return absl::StrCat(FormatNumber(s.p50), " / ", FormatNumber(s.p99), unit);
+}
+
+// --- throughput ------------------------------------------------------------
+
+// ContextSwitches: voluntary and involuntary context switches of every
+// thread of `pid` so far.
+int64_t ContextSwitches(pid_t pid) {
+  int64_t total = 0;
+  const std::string dir = absl::StrCat("/proc/", pid, "/task");
+  std::unique_ptr<DIR, int (*)(DIR*)> tasks(opendir(dir.c_str()), closedir);
+  if (tasks == nullptr) return 0;
+  while (dirent* entry = readdir(tasks.get())) {
+    if (entry->d_name[0] == '.') continue;
+    std::ifstream status(dir + "/" + entry->d_name + "/status");
+    std::string line;
+    while (std::getline(status, line)) {
+      absl::string_view rest = line;
+      if (absl::ConsumePrefix(&rest, "voluntary_ctxt_switches:") ||
+          absl::ConsumePrefix(&rest, "nonvoluntary_ctxt_switches:")) {
+        int64_t n = 0;
+        if (absl::SimpleAtoi(absl::StripAsciiWhitespace(rest), &n)) total += n;
+      }
+    }
+  }
+  return total;
+}
+
+// Workload: what the streams ask for. Both servers are sent the same message
+// type and get the same payload size back.
+struct Workload {
+  std::string name;
+  std::function<v1::PredictRequest(int streams)> sluice, raw;
+};
+
+std::vector<Workload> ThroughputWorkloads() {
+  // echo: the framework with a model that costs nothing but a substring per
+  // chunk. Input long enough for any window here: 8-byte chunks.
+  auto echo_input = [](int streams) {
+    return static_cast<int64_t>(streams == 1 ? 3'900'000 : 512'000);
+  };
+  Workload echo;
+  echo.name = "echo";
+  echo.sluice = [echo_input](int streams) {
+    v1::PredictRequest r;
+    r.set_model("echo");
+    r.set_input(std::string(static_cast<size_t>(echo_input(streams)), 'x'));
+    (*r.mutable_parameters())["chunk_bytes"].set_int64_param(8);
+    return r;
+  };
+  echo.raw = [echo_input](int streams) {
+    return Synthetic({{"tokens", echo_input(streams) / 8}, {"chunk_bytes", 8}});
+  };
+  // synthetic with token_cost_us=0: "t<i> " chunks; the model still reads
+  // the thread CPU clock twice per chunk to account its (zero) cost.
+  Workload synthetic;
+  synthetic.name = "synthetic";
+  synthetic.sluice = [](int) {
+    return Synthetic({{"tokens", 100'000'000}, {"token_cost_us", 0}});
+  };
+  synthetic.raw = [](int) { return Synthetic({{"tokens", 100'000'000}}); };
+  return {echo, synthetic};
+}
+
+struct Window {
+  double messages_per_second = 0;
+  double server_cpu_us_per_message = 0;
+  double server_switches_per_message = 0;
+  bool ok = false;
+};
+
+// MeasureThroughput: `streams` streams read as fast as they come; messages
+// counted over a window after a warm-up, with the server's CPU and context
+// switches over the same window. Invalid if a stream ended within it.
+Window MeasureThroughput(const Child& server, const v1::PredictRequest& request, int streams,
+                         int channels, const BenchConfig& config) {
+  Window w;
+  auto conns = MakeChannels(server.target(), channels, absl::Now() + absl::Seconds(10));
+  if (conns.empty()) return w;
+  std::vector<StreamPlan> plans(streams);
+  for (int i = 0; i < streams; ++i) plans[i].request = request;
+  StreamSet set(conns);
+  set.Start(std::move(plans));
+  if (!set.WaitFirstChunks(streams, absl::Now() + absl::Seconds(10))) return w;
+  absl::SleepFor(config.throughput_warmup);
+  const int64_t c0 = set.chunks();
+  const absl::Duration cpu0 = server.cpu();
+  const int64_t switches0 = ContextSwitches(server.pid());
+  const absl::Time t0 = absl::Now();
+  absl::SleepFor(config.throughput_window);
+  const int64_t c1 = set.chunks();
+  const absl::Duration cpu1 = server.cpu();
+  const int64_t switches1 = ContextSwitches(server.pid());
+  const absl::Time t1 = absl::Now();
+  set.CancelAll();
+  set.WaitDone(absl::Now() + absl::Seconds(10));
+  for (const StreamRecord& r : set.records()) {
+    if (r.ended < t1 && r.code == grpc::StatusCode::OK) return w;  // ran out of input
+  }
+  const double messages = static_cast<double>(c1 - c0);
+  if (messages <= 0) return w;
+  w.messages_per_second = messages / absl::ToDoubleSeconds(t1 - t0);
+  w.server_cpu_us_per_message = absl::ToDoubleMicroseconds(cpu1 - cpu0) / messages;
+  w.server_switches_per_message = static_cast<double>(switches1 - switches0) / messages;
+  w.ok = true;
+  return w;
+}
+
+// --- time to first chunk ----------------------------------------------------
+
+// FirstChunkTimes: `rounds` bursts of `concurrency` one-chunk streams (or,
+// at concurrency 1, `rounds` calls one after another); each stream's time
+// from its start to its first chunk, in ms.
+std::vector<double> FirstChunkTimes(const std::vector<std::shared_ptr<grpc::Channel>>& channels,
+                                    int concurrency, int rounds) {
+  std::vector<double> out;
+  for (int round = 0; round < rounds; ++round) {
+    std::vector<StreamPlan> plans(concurrency);
+    for (int i = 0; i < concurrency; ++i) {
+      plans[i].request = Synthetic({{"tokens", 1}, {"token_cost_us", 0}});
+    }
+    StreamSet set(channels);
+    set.Start(std::move(plans));
+    set.WaitDone(absl::Now() + absl::Seconds(60));
+    for (const StreamRecord& r : set.records()) {
+      if (r.first_chunk != absl::InfinitePast()) {
+        out.push_back(absl::ToDoubleMilliseconds(r.first_chunk - r.started));
+      }
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+void RunThroughputAndFirstChunk(const BenchConfig& config, bool throughput, bool first_chunk,
+                                Report& report, PlotData& plot) {
+  std::vector<std::string> sluice_argv = {config.sluice_server, "--max_active=2100",
+                                           "--queue_capacity=2100"};
+  sluice_argv.insert(sluice_argv.end(), config.throughput_server_args.begin(),
+                     config.throughput_server_args.end());
+  std::unique_ptr<Child> sluice = Child::Start(sluice_argv, config.work_dir, "sluice");
+  std::unique_ptr<Child> raw = Child::Start({config.raw_server}, config.work_dir, "raw");
+  if (sluice == nullptr || raw == nullptr) {
+    report.Add("Throughput", "servers", "did not start");
+    return;
+  }
+
+  if (throughput) {
+    const std::string section = "Throughput (zero-cost chunks)";
+    report.Add(section, "setup",
+               absl::StrFormat("stock sluice_server (2 workers, buffer 8) vs raw_stream_server; "
+                               "%d interleaved repetitions of a %s window",
+                               config.throughput_reps,
+                               absl::FormatDuration(config.throughput_window)));
+    std::unique_ptr<Child> tuned;
+    if (!config.throughput_tuned_args.empty()) {
+      std::vector<std::string> argv = sluice_argv;
+      argv.insert(argv.end(), config.throughput_tuned_args.begin(),
+                  config.throughput_tuned_args.end());
+      tuned = Child::Start(argv, config.work_dir, "tuned");
+    }
+    struct Case {
+      const Workload* workload;
+      int streams, channels;
+      Child* server;
+      std::string suffix;
+    };
+    const std::vector<Workload> workloads = ThroughputWorkloads();
+    std::vector<Case> cases;
+    for (const Workload& workload : workloads) {
+      cases.push_back({&workload, 1, 1, sluice.get(), ""});
+      cases.push_back({&workload, 64, 8, sluice.get(), ""});
+    }
+    if (tuned != nullptr) {
+      const std::string suffix =
+          absl::StrCat(" (", absl::StrJoin(config.throughput_tuned_args, " "), ")");
+      cases.push_back({&workloads[0], 1, 1, tuned.get(), suffix});
+      cases.push_back({&workloads[0], 64, 8, tuned.get(), suffix});
+    }
+    for (const Case& c : cases) {
+      const Workload& workload = *c.workload;
+      const int streams = c.streams, channels = c.channels;
+      const bool judged = c.suffix.empty();  // the defaults are what the target is about
+      const std::string label = absl::StrCat(
+          workload.name, ", ", streams, streams == 1 ? " stream" : " streams", c.suffix);
+      if (!absl::StrContains(label, config.throughput_only)) continue;
+      const v1::PredictRequest sluice_request = workload.sluice(streams);
+      const v1::PredictRequest raw_request = workload.raw(streams);
+      std::vector<double> sluice_rate, raw_rate, sluice_cpu, raw_cpu, sluice_sw, raw_sw;
+      for (int rep = 0; rep < config.throughput_reps; ++rep) {
+        // Alternate which server goes first, so drift on a shared machine
+        // does not favour one.
+        Window s, r;
+        if (rep % 2 == 0) {
+          r = MeasureThroughput(*raw, raw_request, streams, channels, config);
+          s = MeasureThroughput(*c.server, sluice_request, streams, channels, config);
+        } else {
+          s = MeasureThroughput(*c.server, sluice_request, streams, channels, config);
+          r = MeasureThroughput(*raw, raw_request, streams, channels, config);
+        }
+        if (!s.ok || !r.ok) continue;
+        sluice_rate.push_back(s.messages_per_second);
+        raw_rate.push_back(r.messages_per_second);
+        sluice_cpu.push_back(s.server_cpu_us_per_message);
+        raw_cpu.push_back(r.server_cpu_us_per_message);
+        sluice_sw.push_back(s.server_switches_per_message);
+        raw_sw.push_back(r.server_switches_per_message);
+      }
+      const std::vector<double> ratio = Ratios(sluice_rate, raw_rate);
+      const std::vector<double> cpu_ratio = Ratios(raw_cpu, sluice_cpu);
+      report.Add(section, label + ": messages/s, sluice / raw",
+                 absl::StrCat(FormatSpread(sluice_rate), " / ", FormatSpread(raw_rate)));
+      if (judged) {
+        report.Add(section, label + ": ratio sluice/raw, per repetition",
+                   FormatSpread(ratio, "x"), ">= 0.9x",
+                   Check(!ratio.empty() && Summarize(ratio).p50 >= 0.9));
+      } else {
+        report.Add(section, label + ": ratio sluice/raw, per repetition",
+                   FormatSpread(ratio, "x"));
+      }
+      report.Add(section, label + ": server CPU per message, sluice / raw",
+                 absl::StrCat(FormatSpread(sluice_cpu, " us"), " / ",
+                              FormatSpread(raw_cpu, " us")));
+      report.Add(section, label + ": server context switches per message, sluice / raw",
+                 absl::StrCat(FormatSpread(sluice_sw), " / ", FormatSpread(raw_sw)));
+      if (judged) plot.throughput_ratios.push_back({label, ratio, cpu_ratio});
+    }
+    if (tuned != nullptr) tuned->Stop();
+  }
+
+  if (first_chunk) {
+    const std::string section = "Time to first chunk (zero-cost model)";
+    report.Add(section, "setup",
+               "client start of call -> first chunk; one-chunk streams started together; "
+               "raw gRPC alongside for comparison");
+    struct Level {
+      int concurrency, rounds;
+    };
+    const std::vector<Level> levels = {{1, config.ttfc_serial_calls},
+                                       {100, config.ttfc_rounds_100},
+                                       {1000, config.ttfc_rounds_1000}};
+    for (const Level& level : levels) {
+      const int channels = std::max(1, level.concurrency / 100);
+      auto sluice_channels =
+          MakeChannels(sluice->target(), channels, absl::Now() + absl::Seconds(10));
+      auto raw_channels = MakeChannels(raw->target(), channels, absl::Now() + absl::Seconds(10));
+      if (sluice_channels.empty() || raw_channels.empty()) continue;
+      // Interleave in blocks, so both see the same machine.
+      const int blocks = std::min(level.rounds, 6);
+      std::vector<double> sluice_ms, raw_ms;
+      for (int b = 0; b < blocks; ++b) {
+        const int rounds = level.rounds / blocks + (b < level.rounds % blocks ? 1 : 0);
+        for (int which = 0; which < 2; ++which) {
+          const bool sluice_turn = (which == 0) == (b % 2 == 0);
+          std::vector<double> t = FirstChunkTimes(sluice_turn ? sluice_channels : raw_channels,
+                                                  level.concurrency, rounds);
+          (sluice_turn ? sluice_ms : raw_ms).insert((sluice_turn ? sluice_ms : raw_ms).end(),
+                                                    t.begin(), t.end());
+        }
+      }
+      const std::string label = absl::StrCat("at ", level.concurrency, " concurrent");
+      report.Add(section, label + ": sluice p50 / p99",
+                 P50P99(sluice_ms, " ms") + absl::StrCat(" (", sluice_ms.size(), " streams)"));
+      report.Add(section, label + ": raw gRPC p50 / p99", P50P99(raw_ms, " ms"));
+      report.Add(section, label + ": sluice minus raw gRPC, p50 / p99",
+                 absl::StrCat(FormatNumber(Summarize(sluice_ms).p50 - Summarize(raw_ms).p50),
+                              " / ",
+                              FormatNumber(Summarize(sluice_ms).p99 - Summarize(raw_ms).p99),
+                              " ms"));
+    }
+  }
+  sluice->Stop();
+  raw->Stop();
+}
+
+void RunScale(const BenchConfig& config, Report& report) {
+  const std::string section = "Scale";
+  const int streams = config.scale_streams;
+  std::unique_ptr<Child> server =
+      Child::Start({config.sluice_server, absl::StrCat("--max_active=", streams + 16),
+                    absl::StrCat("--queue_capacity=", streams + 16),
+                    absl::StrCat("--max_concurrent_streams=", streams)},
+                   config.work_dir, "scale");
+  if (server == nullptr) {
+    report.Add(section, "server", "did not start");
+    return;
+  }
+  const std::optional<ProcStats> idle = server->stats();
+  LoadOptions options;
+  options.target = server->target();
+  options.streams = streams;
+  options.channels = std::max(1, streams / 100);
+  // Slow streams: a chunk a second, paced without holding a thread.
+  options.request = Synthetic({{"tokens", 1'000'000}, {"token_interval_us", 1'000'000}}, "scale-");
+  auto load = std::make_unique<StreamLoad>(options);
+  const absl::Time start = absl::Now();
+  load->Start();
+  const bool opened = load->WaitForFirstChunks(streams, start + absl::Seconds(120));
+  const absl::Duration open_time = absl::Now() - start;
+  const std::vector<double> first = Milliseconds(load->FirstChunkLatencies());
+
+  load->MarkChunks();
+  const absl::Duration cpu0 = server->cpu();
+  const absl::Time hold_start = absl::Now();
+  const int served = load->WaitForChunksSinceMark(hold_start + config.scale_hold);
+  absl::SleepFor(hold_start + config.scale_hold - absl::Now());  // a whole window of CPU
+  const absl::Duration held = absl::Now() - hold_start;
+  const absl::Duration cpu1 = server->cpu();
+  const std::optional<ProcStats> open = server->stats();
+
+  const absl::Time cancel_start = absl::Now();
+  load->CancelAll();
+  const bool ended = load->WaitDone(-1, cancel_start + absl::Seconds(60));
+  const absl::Duration cancel_time = absl::Now() - cancel_start;
+  const StreamLoad::Counts counts = load->counts();
+  const absl::Duration cpu2 = server->cpu();
+  absl::SleepFor(absl::Seconds(1));
+  const absl::Duration cpu3 = server->cpu();
+  const std::optional<ProcStats> after = server->stats();
+  load.reset();
+  const bool clean = server->Stop();
+
+  report.Add(section, "setup",
+             absl::StrFormat("%d streams of 1 chunk/s over %d connections, stock server",
+                             streams, options.channels));
+  report.Add(section, "streams opened with a first chunk",
+             absl::StrFormat("%d of %d in %s", counts.with_chunks, streams,
+                             absl::FormatDuration(absl::Trunc(open_time, absl::Milliseconds(1)))),
+             "all", Check(opened));
+  report.Add(section, "first chunk p50 / p99 (all opened at once)", P50P99(first, " ms"));
+  report.Add(section, "streams served again while all open",
+             absl::StrFormat("%d of %d within %s", served, streams,
+                             absl::FormatDuration(absl::Trunc(held, absl::Milliseconds(1)))),
+             "all", Check(served == streams));
+  if (idle && open) {
+    report.Add(section, "server RSS idle / all open",
+               absl::StrCat(Mib(idle->rss_bytes), " / ", Mib(open->rss_bytes), " (",
+                            FormatNumber((open->rss_bytes - idle->rss_bytes) / 1024.0 / streams),
+                            " KiB per stream)"));
+    report.Add(section, "server threads idle / all open",
+               absl::StrCat(idle->threads, " / ", open->threads));
+  }
+  report.Add(section, "server CPU while serving them",
+             absl::StrFormat("%s%% of one core",
+                             FormatNumber(100 * absl::FDivDuration(cpu1 - cpu0, held))));
+  report.Add(section, "all cancelled by the client",
+             absl::StrFormat("%d of %d in %s", counts.cancelled, streams,
+                             absl::FormatDuration(absl::Trunc(cancel_time, absl::Milliseconds(1)))),
+             "all", Check(ended && counts.cancelled == streams));
+  report.Add(section, "server CPU in the second after the cancels",
+             absl::StrCat(FormatNumber(absl::ToDoubleMilliseconds(cpu3 - cpu2)), " ms"));
+  if (after) report.Add(section, "server peak RSS", Mib(after->peak_rss_bytes));
+  report.Add(section, "server exit after SIGTERM", clean ? "0 (clean)" : "NOT clean", "clean",
+             Check(clean));
+}
+
+void RunAbandonment(const BenchConfig& config, Report& report) {
+  const std::string section = "Abandonment tax";
+  std::unique_ptr<Child> server =
+      Child::Start({config.sluice_server, "--workers=2"}, config.work_dir, "abandon");
+  if (server == nullptr) {
+    report.Add(section, "server", "did not start");
+    return;
+  }
+  auto channels = MakeChannels(server->target(), 8, absl::Now() + absl::Seconds(10));
+  if (channels.empty()) {
+    report.Add(section, "server", "could not connect");
+    return;
+  }
+  const int n = config.abandon_stayers;
+  std::mt19937_64 rng(config.seed + 7);
+  std::uniform_int_distribution<int64_t> leave_at(1, config.abandon_leave_at_max);
+  std::vector<int64_t> k(n);
+  for (int64_t& x : k) x = leave_at(rng);
+
+  enum class Condition { kNobodyLeaves, kHalfLeave, kNeverStopped };
+  struct Outcome {
+    std::vector<double> ttfc_ms;  // stayers
+    double stayer_chunks_per_second = 0;
+    double server_cpu_s = 0;
+    bool ok = true;
+  };
+  auto run = [&](Condition condition) {
+    // Stayers and the others alternate in arrival order. The others receive
+    // k[i] chunks in every condition: with nobody leaving they asked for just
+    // that many and finished; with half leaving they asked for the whole
+    // output and cancelled on the k[i]-th chunk; in the reference, their
+    // whole output is made, as by a server that never stops abandoned work.
+    std::vector<StreamPlan> plans;
+    const v1::PredictRequest stay =
+        Synthetic({{"tokens", config.abandon_tokens},
+                   {"token_cost_us", config.abandon_token_cost_us}});
+    for (int i = 0; i < n; ++i) {
+      StreamPlan stayer;
+      stayer.request = stay;
+      plans.push_back(stayer);
+      StreamPlan other;
+      other.request = Synthetic(
+          {{"tokens", condition == Condition::kNobodyLeaves ? k[i] : config.abandon_tokens},
+           {"token_cost_us", config.abandon_token_cost_us}});
+      if (condition == Condition::kHalfLeave) other.cancel_after_chunks = k[i];
+      plans.push_back(other);
+    }
+    Outcome out;
+    const absl::Duration cpu0 = server->cpu();
+    StreamSet set(channels);
+    set.Start(std::move(plans), config.abandon_arrival_spacing);
+    out.ok = set.WaitDone(absl::Now() + absl::Seconds(120));
+    absl::SleepFor(absl::Milliseconds(50));  // the server's last bookkeeping
+    out.server_cpu_s = absl::ToDoubleSeconds(server->cpu() - cpu0);
+    const std::vector<StreamRecord> records = set.records();
+    absl::Time first_start = absl::InfiniteFuture(), last_end = absl::InfinitePast();
+    int64_t chunks = 0;
+    for (int i = 0; i < 2 * n; i += 2) {
+      const StreamRecord& r = records[i];
+      if (r.code != grpc::StatusCode::OK || r.chunks != config.abandon_tokens) out.ok = false;
+      if (r.first_chunk != absl::InfinitePast()) {
+        out.ttfc_ms.push_back(absl::ToDoubleMilliseconds(r.first_chunk - r.started));
+      }
+      first_start = std::min(first_start, r.started);
+      last_end = std::max(last_end, r.ended);
+      chunks += r.chunks;
+    }
+    out.stayer_chunks_per_second =
+        static_cast<double>(chunks) / absl::ToDoubleSeconds(last_end - first_start);
+    return out;
+  };
+
+  run(Condition::kNobodyLeaves);  // warm-up (connections, threads, allocator), not counted
+  std::vector<double> ttfc_a, ttfc_b, ttfc_c, tput_a, tput_b, tput_c, cpu_a, cpu_b, cpu_c;
+  bool all_ok = true;
+  const absl::Time deadline = absl::Now() + absl::Seconds(config.quick ? 60 : 200);
+  for (int rep = 0; rep < config.abandon_reps && absl::Now() < deadline; ++rep) {
+    std::vector<Condition> order = {Condition::kNobodyLeaves, Condition::kHalfLeave};
+    if (rep % 2 == 1) std::swap(order[0], order[1]);
+    if (config.abandon_reference) order.push_back(Condition::kNeverStopped);
+    for (Condition c : order) {
+      Outcome o = run(c);
+      all_ok &= o.ok;
+      auto& ttfc = c == Condition::kNobodyLeaves ? ttfc_a : c == Condition::kHalfLeave ? ttfc_b : ttfc_c;
+      auto& tput = c == Condition::kNobodyLeaves ? tput_a : c == Condition::kHalfLeave ? tput_b : tput_c;
+      auto& cpu = c == Condition::kNobodyLeaves ? cpu_a : c == Condition::kHalfLeave ? cpu_b : cpu_c;
+      ttfc.insert(ttfc.end(), o.ttfc_ms.begin(), o.ttfc_ms.end());
+      tput.push_back(o.stayer_chunks_per_second);
+      cpu.push_back(o.server_cpu_s);
+    }
+  }
+  server->Stop();
+
+  report.Add(section, "setup",
+             absl::StrFormat("2 workers; %d stayers (tokens=%d, token_cost_us=%d) arrive "
+                             "alternating with %d others who get 1..%d chunks, one every %s; "
+                             "%d repetitions",
+                             n, config.abandon_tokens, config.abandon_token_cost_us, n,
+                             config.abandon_leave_at_max,
+                             absl::FormatDuration(config.abandon_arrival_spacing),
+                             static_cast<int>(tput_a.size())));
+  if (!all_ok) report.Add(section, "WARNING", "a stayer did not complete all its chunks");
+  const Summary a = Summarize(ttfc_a), b = Summarize(ttfc_b);
+  report.Add(section, "stayers' first chunk p50 / p99: nobody leaves", P50P99(ttfc_a, " ms"));
+  report.Add(section, "stayers' first chunk p50 / p99: half leave", P50P99(ttfc_b, " ms"));
+  const double ttfc_p50_ratio = a.p50 > 0 ? b.p50 / a.p50 : 0;
+  const double ttfc_p99_ratio = a.p99 > 0 ? b.p99 / a.p99 : 0;
+  report.Add(section, "stayers' first chunk, half leave / nobody leaves, p50 / p99",
+             absl::StrCat(FormatNumber(ttfc_p50_ratio), "x / ", FormatNumber(ttfc_p99_ratio), "x"),
+             "<= 1.1x", Check(a.n > 0 && ttfc_p50_ratio <= 1.1 && ttfc_p99_ratio <= 1.1));
+  report.Add(section, "stayers' chunks/s: nobody leaves / half leave",
+             absl::StrCat(FormatSpread(tput_a), " / ", FormatSpread(tput_b)));
+  const std::vector<double> slowdown = Ratios(tput_a, tput_b);
+  report.Add(section, "stayers' slowdown when half leave (chunks/s ratio), per repetition",
+             FormatSpread(slowdown, "x"), "<= 1.1x",
+             Check(!slowdown.empty() && Summarize(slowdown).p50 <= 1.1));
+  report.Add(section, "server CPU per run: nobody leaves / half leave",
+             absl::StrCat(FormatSpread(cpu_a, " s"), " / ", FormatSpread(cpu_b, " s")));
+  if (!tput_c.empty()) {
+    report.Add(section, "reference, the leavers' work goes on: stayers' first chunk p50 / p99",
+               P50P99(ttfc_c, " ms"));
+    report.Add(section, "reference: stayers' slowdown, server CPU per run",
+               absl::StrCat(FormatSpread(Ratios(tput_a, tput_c), "x"), ", ",
+                            FormatSpread(cpu_c, " s")));
+  }
+}
+
+}  // namespace sluice::bench

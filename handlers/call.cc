@@ -364,6 +364,7 @@ std::shared_ptr<StreamCall> StreamCall::Create(CallOptions options,
                                                ModelStats* stats, StreamSink* sink,
                                                EndedCallback on_ended) {
   options.stream_buffer_chunks = std::max<size_t>(1, options.stream_buffer_chunks);
+  options.stream_buffer_bytes = std::max<size_t>(1, options.stream_buffer_bytes);
   return std::shared_ptr<StreamCall>(new StreamCall(std::move(options), std::move(prepared),
                                                     executor, timers, stats, sink,
                                                     std::move(on_ended)));
@@ -382,7 +383,8 @@ absl::StatusOr<bool> StreamCall::EmitLocked(std::string bytes, AfterUnlock& afte
   chunk.set_index(next_index_++);
   *chunk.mutable_output() = std::move(bytes);
   PumpLocked(after);
-  return pending_.size() < options_.stream_buffer_chunks;
+  pending_bytes_ += pending_.back().output().size();
+  return !BufferFullLocked();
 }
 
 void StreamCall::CompleteLocked(FinishReason reason, AfterUnlock& after) {
@@ -405,7 +407,10 @@ void StreamCall::FinishWithErrorLocked(const absl::Status& status, bool flush,
   if (!flush) {
     // Drop everything not already handed to gRPC.
     const size_t keep = write_in_flight_ ? 1 : 0;
-    while (pending_.size() > keep) pending_.pop_back();
+    while (pending_.size() > keep) {
+      pending_bytes_ -= pending_.back().output().size();
+      pending_.pop_back();
+    }
   }
   finish_status_ = status;
   PumpLocked(after);
@@ -433,20 +438,36 @@ void StreamCall::OnWriteDone(bool ok) {
     MutexLock lock(&mu_);
     write_in_flight_ = false;
     if (ok) {
-      pending_.pop_front();
+      PopFrontLocked();
     } else {
       // The stream is broken: the client cancelled, went away, or the call
       // was cancelled on our side. Nothing more can be written.
       pending_.clear();
+      pending_bytes_ = 0;
       RequestCancelLocked(EndCause::kClientCancelled, after);
     }
     PumpLocked(after);
-    if (phase_ == Phase::kBlocked && pending_.size() <= options_.stream_buffer_chunks / 2) {
+    if (phase_ == Phase::kBlocked && BufferDrainedLocked()) {
       phase_ = Phase::kRunnable;
       after.schedule = true;
     }
   }
   Apply(after);
+}
+
+bool StreamCall::BufferFullLocked() const {
+  return pending_.size() >= options_.stream_buffer_chunks ||
+         pending_bytes_ >= options_.stream_buffer_bytes;
+}
+
+bool StreamCall::BufferDrainedLocked() const {
+  return pending_.size() <= options_.stream_buffer_chunks / 2 &&
+         pending_bytes_ <= options_.stream_buffer_bytes / 2;
+}
+
+void StreamCall::PopFrontLocked() {
+  pending_bytes_ -= pending_.front().output().size();
+  pending_.pop_front();
 }
 
 bool StreamCall::WaitingOnClientLocked() const {

@@ -34,9 +34,11 @@ struct CallOptions {
   uint64_t input_bytes = 0;
   // When the call's deadline expires; generation stops then.
   absl::Time deadline = absl::InfiniteFuture();
-  // Streams: encoded chunks a call may hold, counting the one being written.
-  // When full, the generator is not asked for more until the client drains it.
-  size_t stream_buffer_chunks = 8;
+  // Streams: encoded chunks a call may hold, counting the one being written,
+  // and the bytes they may add up to. When either is reached the generator is
+  // not asked for more until the client has drained half of it.
+  size_t stream_buffer_chunks = 64;
+  size_t stream_buffer_bytes = 1 << 20;
   // Streams: how long a write may stay outstanding while the buffer is full
   // (or the stream is ending) before the client counts as stalled and the
   // stream is cancelled.
@@ -299,12 +301,19 @@ class StreamCall final : public Call {
   // WaitingOnClientLocked: a write is outstanding and the call cannot go on
   // until it completes (buffer full, or the stream is ending).
   bool WaitingOnClientLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // BufferFullLocked / BufferDrainedLocked: the generator pauses when the
+  // buffer is full and resumes once half of it has been written.
+  bool BufferFullLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool BufferDrainedLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // PopFrontLocked: drops the message just written.
+  void PopFrontLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   StreamSink* const sink_;
   // pending_: encoded chunks not yet confirmed written; front() is being
   // written while write_in_flight_ (from the moment the write is decided,
   // before StartWrite is called outside the lock, until OnWriteDone).
   std::deque<v1::PredictChunk> pending_ ABSL_GUARDED_BY(mu_);
+  size_t pending_bytes_ ABSL_GUARDED_BY(mu_) = 0;  // output bytes in pending_
   bool write_in_flight_ ABSL_GUARDED_BY(mu_) = false;
   absl::Time write_started_at_ ABSL_GUARDED_BY(mu_);
   uint64_t next_index_ ABSL_GUARDED_BY(mu_) = 0;

@@ -119,9 +119,12 @@ class SyntheticModel::Gen final : public Generator<std::string> {
       while (!cancel_.WaitForCancellation(absl::Seconds(1))) {
       }
     }
-    const absl::Duration cpu_before = ThreadCpuTime();
-    std::optional<uint64_t> hash = BurnCpu(input_.token_cost, static_cast<uint64_t>(index), cancel_);
-    stats.cpu_burned_ns_.fetch_add(absl::ToInt64Nanoseconds(ThreadCpuTime() - cpu_before));
+    std::optional<uint64_t> hash = static_cast<uint64_t>(index);
+    if (input_.token_cost > absl::ZeroDuration()) {
+      const absl::Duration cpu_before = ThreadCpuTime();
+      hash = BurnCpu(input_.token_cost, static_cast<uint64_t>(index), cancel_);
+      stats.cpu_burned_ns_.fetch_add(absl::ToInt64Nanoseconds(ThreadCpuTime() - cpu_before));
+    }
     if (!hash.has_value()) {
       // Cancelled mid-step: the chunk is abandoned and never reported.
       if (cancel_seen_at_ == absl::InfinitePast()) cancel_seen_at_ = absl::Now();

@@ -15,10 +15,12 @@
 namespace sluice {
 namespace {
 
-// A client's own deadline timer fires (and resets the stream) a little before
-// the server's, which started counting when the request arrived; a cancel
-// this close to the deadline is the deadline's.
-constexpr absl::Duration kDeadlineSlack = absl::Milliseconds(100);
+// A client's own deadline timer fires (and resets the stream) before the
+// server's, which started counting when the request was read; on a busy
+// server that can be a few hundred milliseconds later. A cancel this close
+// to the deadline is the deadline's (a client that cancels on its own within
+// this of its deadline is counted as a deadline too).
+constexpr absl::Duration kDeadlineSlack = absl::Milliseconds(250);
 
 // How long after a client-side cancel its connection is looked at again.
 constexpr absl::Duration kReprobeDelay = absl::Milliseconds(250);
@@ -267,6 +269,7 @@ absl::StatusOr<InferenceService::Admission> InferenceService::Admit(
   admission.options.input_bytes = request.input().size();
   admission.options.deadline = deadline;
   admission.options.stream_buffer_chunks = limits_.stream_buffer_chunks;
+  admission.options.stream_buffer_bytes = limits_.stream_buffer_bytes;
   admission.options.write_stall_timeout = limits_.write_stall_timeout;
   admission.options.max_unary_output_bytes = limits_.max_unary_output_bytes;
   admission.timers = timers_;
@@ -316,13 +319,16 @@ void InferenceService::RecordEnded(const CallSummary& summary) {
 }
 
 void InferenceService::Classify(PendingClassification& pending) {
-  if (pending.done.exchange(true)) return;
+  // Under pending_mu_ from start to end: FlushAccounting must not return
+  // while a timer is half-way through recording a call.
+  MutexLock lock(&pending_mu_);
+  if (pending.done) return;
+  pending.done = true;
   CallSummary summary = pending.summary;
   if (probe_->IsConnected(summary.peer, pending.look_again_at) == false) {
     summary.cause = EndCause::kDisconnected;
   }
   Account(summary);
-  MutexLock lock(&pending_mu_);
   pending_.remove_if([&](const auto& p) { return p.get() == &pending; });
 }
 

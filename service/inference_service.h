@@ -24,7 +24,8 @@ namespace sluice {
 
 // CallLimits: per-call settings that apply to every model.
 struct CallLimits {
-  size_t stream_buffer_chunks = 8;
+  size_t stream_buffer_chunks = 64;
+  size_t stream_buffer_bytes = 1 << 20;
   absl::Duration write_stall_timeout = absl::Seconds(10);
   size_t max_unary_output_bytes = 4 << 20;
 };
@@ -96,7 +97,7 @@ class InferenceService final : public v1::Inference::CallbackService {
         : summary(std::move(s)), look_again_at(again) {}
     const CallSummary summary;
     const absl::Time look_again_at;
-    std::atomic<bool> done{false};
+    bool done = false;  // guarded by pending_mu_
   };
   void Classify(PendingClassification& pending);
   void Account(const CallSummary& summary);

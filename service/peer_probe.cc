@@ -2,6 +2,14 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <ifaddrs.h>
+#include <linux/inet_diag.h>
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -22,6 +30,74 @@ namespace sluice {
 namespace {
 
 constexpr absl::string_view kEstablished = "01";
+
+// ParseKey: "ip:port" (as NormalizePeer makes it) as an address and port.
+bool ParseKey(const std::string& key, int* family, unsigned char ip[16], uint16_t* port) {
+  const size_t colon = key.rfind(':');
+  if (colon == std::string::npos) return false;
+  uint32_t p;
+  if (!absl::SimpleAtoi(absl::string_view(key).substr(colon + 1), &p) || p > 0xFFFF) return false;
+  *port = static_cast<uint16_t>(p);
+  const std::string host = key.substr(0, colon);
+  if (inet_pton(AF_INET, host.c_str(), ip) == 1) {
+    *family = AF_INET;
+    return true;
+  }
+  if (inet_pton(AF_INET6, host.c_str(), ip) == 1) {
+    *family = AF_INET6;
+    return true;
+  }
+  return false;
+}
+
+enum class Lookup { kEstablished, kOtherState, kNoSocket, kError };
+
+// LookupTcp: asks sock_diag for the TCP socket with exactly these endpoints.
+// When the connection is gone the kernel's lookup finds the listening socket
+// instead (same local port), which counts as kOtherState.
+Lookup LookupTcp(int family, const unsigned char* local_ip, uint16_t local_port,
+                 const unsigned char* remote_ip, uint16_t remote_port) {
+  const int fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+  if (fd < 0) return Lookup::kError;
+  struct {
+    nlmsghdr header;
+    inet_diag_req_v2 request;
+  } message{};
+  message.header.nlmsg_len = sizeof(message);
+  message.header.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+  message.header.nlmsg_flags = NLM_F_REQUEST;
+  message.request.sdiag_family = static_cast<uint8_t>(family);
+  message.request.sdiag_protocol = IPPROTO_TCP;
+  message.request.idiag_states = ~0u;
+  message.request.id.idiag_sport = htons(local_port);
+  message.request.id.idiag_dport = htons(remote_port);
+  const size_t length = family == AF_INET ? 4 : 16;
+  std::memcpy(message.request.id.idiag_src, local_ip, length);
+  std::memcpy(message.request.id.idiag_dst, remote_ip, length);
+  message.request.id.idiag_cookie[0] = INET_DIAG_NOCOOKIE;
+  message.request.id.idiag_cookie[1] = INET_DIAG_NOCOOKIE;
+  sockaddr_nl kernel{};
+  kernel.nl_family = AF_NETLINK;
+  Lookup result = Lookup::kError;
+  if (sendto(fd, &message, sizeof(message), 0, reinterpret_cast<sockaddr*>(&kernel),
+             sizeof(kernel)) == static_cast<ssize_t>(sizeof(message))) {
+    alignas(nlmsghdr) char buffer[8192];
+    const ssize_t n = recv(fd, buffer, sizeof(buffer), 0);
+    const auto* reply = reinterpret_cast<const nlmsghdr*>(buffer);
+    if (n >= static_cast<ssize_t>(sizeof(nlmsghdr)) && NLMSG_OK(reply, static_cast<size_t>(n))) {
+      if (reply->nlmsg_type == NLMSG_ERROR) {
+        const auto* error = static_cast<const nlmsgerr*>(NLMSG_DATA(reply));
+        result = error->error == -ENOENT ? Lookup::kNoSocket : Lookup::kError;
+      } else if (reply->nlmsg_type == SOCK_DIAG_BY_FAMILY) {
+        const auto* socket_info = static_cast<const inet_diag_msg*>(NLMSG_DATA(reply));
+        result = socket_info->idiag_state == TCP_ESTABLISHED ? Lookup::kEstablished
+                                                              : Lookup::kOtherState;
+      }
+    }
+  }
+  close(fd);
+  return result;
+}
 
 // Decodes a /proc/net/tcp address ("0100007F:C350", or 32 hex digits for
 // IPv6) into "ip:port"; IPv4-mapped IPv6 addresses come out as IPv4.
@@ -147,9 +223,76 @@ std::optional<std::string> PeerProbe::NormalizePeer(absl::string_view peer) {
   return absl::StrCat(host, ":", port_number);
 }
 
+void PeerProbe::set_local_address(absl::string_view host, int port) {
+  local_port_.store(port);
+  local_addresses_.clear();
+  std::string name(host);
+  if (!name.empty() && name.front() == '[' && name.back() == ']') name = name.substr(1, name.size() - 2);
+  Address address;
+  if (inet_pton(AF_INET, name.c_str(), address.ip) == 1) {
+    address.family = AF_INET;
+  } else if (inet_pton(AF_INET6, name.c_str(), address.ip) == 1) {
+    address.family = AF_INET6;
+  }
+  const bool wildcard =
+      address.family == 0 ||
+      (address.family == AF_INET && std::memcmp(address.ip, "\0\0\0\0", 4) == 0) ||
+      (address.family == AF_INET6 && IN6_IS_ADDR_UNSPECIFIED(reinterpret_cast<in6_addr*>(address.ip)));
+  if (!wildcard) {
+    local_addresses_.push_back(address);
+    return;
+  }
+  // Any of this machine's addresses: the ones it has now.
+  ifaddrs* interfaces = nullptr;
+  if (getifaddrs(&interfaces) != 0) return;
+  for (const ifaddrs* i = interfaces; i != nullptr; i = i->ifa_next) {
+    if (i->ifa_addr == nullptr) continue;
+    Address a;
+    if (i->ifa_addr->sa_family == AF_INET) {
+      a.family = AF_INET;
+      std::memcpy(a.ip, &reinterpret_cast<const sockaddr_in*>(i->ifa_addr)->sin_addr, 4);
+    } else if (i->ifa_addr->sa_family == AF_INET6) {
+      a.family = AF_INET6;
+      std::memcpy(a.ip, &reinterpret_cast<const sockaddr_in6*>(i->ifa_addr)->sin6_addr, 16);
+    } else {
+      continue;
+    }
+    local_addresses_.push_back(a);
+  }
+  freeifaddrs(interfaces);
+}
+
+std::optional<bool> PeerProbe::AskNetlink(const std::string& peer_key) const {
+  int family;
+  unsigned char remote[16] = {};
+  uint16_t remote_port;
+  if (!ParseKey(peer_key, &family, remote, &remote_port)) return std::nullopt;
+  const uint16_t local_port = static_cast<uint16_t>(local_port_.load());
+  bool listener_seen = false;
+  for (const Address& local : local_addresses_) {
+    if (local.family != family) continue;
+    switch (LookupTcp(family, local.ip, local_port, remote, remote_port)) {
+      case Lookup::kEstablished:
+        return true;
+      case Lookup::kOtherState:
+        listener_seen = true;  // closing, or gone (the listener answered)
+        break;
+      case Lookup::kNoSocket:
+        break;
+      case Lookup::kError:
+        return std::nullopt;
+    }
+  }
+  // Gone, if the kernel found our listener (so the question was right) but
+  // not the connection; otherwise no answer.
+  if (listener_seen) return false;
+  return std::nullopt;
+}
+
 std::optional<bool> PeerProbe::IsConnected(absl::string_view peer, absl::Time since) {
   std::optional<std::string> key = NormalizePeer(peer);
   if (!key.has_value()) return std::nullopt;
+  if (std::optional<bool> answer = AskNetlink(*key); answer.has_value()) return answer;
   MutexLock lock(&mu_);
   // One reading serves every cancel that happened before it was taken, so a
   // storm of cancels costs a handful of readings, not one each.

@@ -58,6 +58,7 @@ absl::Status Validate(const ServerOptions& o) {
     return invalid("tls_client_ca_file (mutual TLS) needs tls_cert_file and tls_key_file");
   }
   if (o.stream_buffer_chunks < 1) return invalid("stream_buffer_chunks must be at least 1");
+  if (o.stream_buffer_bytes < 1) return invalid("stream_buffer_bytes must be at least 1");
   if (o.write_stall_timeout <= absl::ZeroDuration()) return invalid("write_stall_timeout must be positive");
   if (o.max_receive_message_bytes < 1) return invalid("max_receive_message_bytes must be positive");
   if (o.max_concurrent_streams_per_connection < 1) {
@@ -146,6 +147,7 @@ absl::Status Server::Init() {
 
   CallLimits limits;
   limits.stream_buffer_chunks = options_.stream_buffer_chunks;
+  limits.stream_buffer_bytes = options_.stream_buffer_bytes;
   limits.write_stall_timeout = options_.write_stall_timeout;
   limits.max_unary_output_bytes = options_.max_unary_output_bytes;
   service_ = std::make_unique<InferenceService>(
@@ -185,7 +187,7 @@ absl::Status Server::Init() {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", address,
                                                " (address in use or not available?)"));
   }
-  probe_->set_local_port(port_);
+  probe_->set_local_address(options_.host, port_);
 
   grpc::HealthCheckServiceInterface* health = grpc_server_->GetHealthCheckService();
   health->SetServingStatus(kServiceName, true);

@@ -65,9 +65,11 @@ struct ServerOptions {
   // Per-model scheduling, by model name.
   std::map<std::string, ExecutorOptions> model_overrides;
 
-  // Encoded chunks buffered per stream (counting the one being written).
-  // When full, the model is not asked for more until the client reads.
-  size_t stream_buffer_chunks = 8;
+  // Encoded chunks buffered per stream (counting the one being written), and
+  // the bytes they may add up to. When either is reached the model is not
+  // asked for more until the client has read half of it.
+  size_t stream_buffer_chunks = 64;
+  size_t stream_buffer_bytes = 1 << 20;
   // A client that has not taken a chunk for this long while its buffer is
   // full is stalled: its stream is cancelled and its generator released.
   absl::Duration write_stall_timeout = absl::Seconds(10);

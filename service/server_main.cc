@@ -48,9 +48,11 @@ ABSL_FLAG(int, queue_capacity, 1024,
 ABSL_FLAG(std::string, model_options, "",
           "Per-model scheduling, overriding --workers/--max_active/--queue_capacity, e.g. "
           "\"synthetic:workers=4,max_active=64,queue_capacity=512;charlm:workers=1\".");
-ABSL_FLAG(int, stream_buffer_chunks, 8,
-          "Encoded chunks buffered per stream; when full the model pauses until the client "
-          "reads.");
+ABSL_FLAG(int, stream_buffer_chunks, 64,
+          "Encoded chunks buffered per stream; when full (or --stream_buffer_bytes is reached) "
+          "the model pauses until the client has read half of them.");
+ABSL_FLAG(int64_t, stream_buffer_bytes, 1 << 20,
+          "Bytes of encoded chunks buffered per stream, at most (see --stream_buffer_chunks).");
 ABSL_FLAG(int, write_stall_timeout_ms, 10000,
           "A stream whose client has not read for this long while its buffer is full is "
           "cancelled and its worker freed.");
@@ -157,6 +159,9 @@ absl::StatusOr<ServerOptions> ServerOptionsFromFlags() {
   const int buffer = absl::GetFlag(FLAGS_stream_buffer_chunks);
   if (buffer < 1) return absl::InvalidArgumentError("--stream_buffer_chunks must be at least 1");
   options.stream_buffer_chunks = static_cast<size_t>(buffer);
+  const int64_t buffer_bytes = absl::GetFlag(FLAGS_stream_buffer_bytes);
+  if (buffer_bytes < 1) return absl::InvalidArgumentError("--stream_buffer_bytes must be at least 1");
+  options.stream_buffer_bytes = static_cast<size_t>(buffer_bytes);
   options.write_stall_timeout = absl::Milliseconds(absl::GetFlag(FLAGS_write_stall_timeout_ms));
   const int64_t unary = absl::GetFlag(FLAGS_max_unary_output_bytes);
   if (unary < 1) return absl::InvalidArgumentError("--max_unary_output_bytes must be positive");

@@ -181,11 +181,21 @@ bool Call::ShouldStopLocked(AfterUnlock& after) {
   }
   if (!finish_called_ && sink()->IsCancelled()) {
     // gRPC knows the call is cancelled before OnCancel has reached us.
-    RequestCancelLocked(EndCause::kClientCancelled, after);
+    RequestCancelLocked(PeerCancelCause(), after);
     return true;
   }
   return false;
 }
+
+EndCause Call::PeerCancelCause() const {
+  if (options_.deadline != absl::InfiniteFuture() &&
+      absl::Now() + kDeadlineSlack >= options_.deadline) {
+    return EndCause::kDeadline;
+  }
+  return EndCause::kClientCancelled;
+}
+
+void Call::CancelByPeer() { Cancel(PeerCancelCause()); }
 
 void Call::Cancel(EndCause cause) {
   AfterUnlock after;
@@ -444,7 +454,7 @@ void StreamCall::OnWriteDone(bool ok) {
       // was cancelled on our side. Nothing more can be written.
       pending_.clear();
       pending_bytes_ = 0;
-      RequestCancelLocked(EndCause::kClientCancelled, after);
+      RequestCancelLocked(PeerCancelCause(), after);
     }
     PumpLocked(after);
     if (phase_ == Phase::kBlocked && BufferDrainedLocked()) {

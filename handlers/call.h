@@ -108,6 +108,17 @@ class Call : public std::enable_shared_from_this<Call> {
   // cause wins. Safe from any thread that does not hold mu_.
   void Cancel(EndCause cause);
 
+  // CancelByPeer: the RPC was cancelled from the client's side (gRPC's
+  // OnCancel): a client cancel, or the client's own deadline timer (see
+  // PeerCancelCause).
+  void CancelByPeer();
+
+  // kDeadlineSlack: a client's deadline timer fires (and resets the stream)
+  // before the server's, which started counting when the request was read;
+  // on a busy server, by a few hundred milliseconds. A cancel from the
+  // client's side this close to the deadline counts as the deadline's.
+  static constexpr absl::Duration kDeadlineSlack = absl::Milliseconds(250);
+
   // OnRpcDone: the RPC is over (the reactor's OnDone). Triggers the report.
   void OnRpcDone();
 
@@ -218,6 +229,10 @@ class Call : public std::enable_shared_from_this<Call> {
   // is over (the call blocked, slept, yielded or ended).
   bool TakeStepLocked(std::optional<Step<std::string>>& step, absl::Time slice_end, int& steps,
                       AfterUnlock& after) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // PeerCancelCause: kDeadline for a cancel from the client's side within
+  // kDeadlineSlack of the deadline, else kClientCancelled (which the service
+  // may later tell apart from a disconnect).
+  EndCause PeerCancelCause() const;
   // ShouldStopLocked: whether the running turn must stop because the call is
   // no longer wanted; requests the cancel if it just found out.
   bool ShouldStopLocked(AfterUnlock& after) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

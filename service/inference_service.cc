@@ -15,12 +15,6 @@
 namespace sluice {
 namespace {
 
-// A client's own deadline timer fires (and resets the stream) before the
-// server's, which started counting when the request was read; on a busy
-// server that can be a few hundred milliseconds later. A cancel this close
-// to the deadline is the deadline's (a client that cancels on its own within
-// this of its deadline is counted as a deadline too).
-constexpr absl::Duration kDeadlineSlack = absl::Milliseconds(250);
 
 // How long after a client-side cancel its connection is looked at again.
 constexpr absl::Duration kReprobeDelay = absl::Milliseconds(250);
@@ -63,7 +57,7 @@ class ReactorCore {
   }
 
   void OnCancel() {
-    if (call_ != nullptr) call_->Cancel(service_->CancelCause(context_));
+    if (call_ != nullptr) call_->CancelByPeer();
   }
 
   void OnDone() {
@@ -276,13 +270,6 @@ absl::StatusOr<InferenceService::Admission> InferenceService::Admit(
   return admission;
 }
 
-EndCause InferenceService::CancelCause(grpc::CallbackServerContext* context) const {
-  const absl::Time deadline = DeadlineOf(context);
-  if (deadline != absl::InfiniteFuture() && absl::Now() + kDeadlineSlack >= deadline) {
-    return EndCause::kDeadline;
-  }
-  return EndCause::kClientCancelled;  // refined at OnDone: cancel or disconnect
-}
 
 ModelStats* InferenceService::StatsFor(absl::string_view model) const {
   auto it = models_->find(model);
@@ -315,17 +302,20 @@ void InferenceService::RecordEnded(const CallSummary& summary) {
     MutexLock lock(&pending_mu_);
     pending_.push_back(pending);
   }
-  timers_->RunAt(again, [this, pending] { Classify(*pending); });
+  timers_->RunAt(again, [this, pending] { Classify(*pending, /*look=*/true); });
 }
 
-void InferenceService::Classify(PendingClassification& pending) {
+void InferenceService::Classify(PendingClassification& pending, bool look) {
   // Under pending_mu_ from start to end: FlushAccounting must not return
   // while a timer is half-way through recording a call.
   MutexLock lock(&pending_mu_);
   if (pending.done) return;
   pending.done = true;
   CallSummary summary = pending.summary;
-  if (probe_->IsConnected(summary.peer, pending.look_again_at) == false) {
+  // Once the server drains it closes connections itself: a second look then
+  // would see a client that cancelled as gone.
+  if (look && !draining_.load() &&
+      probe_->IsConnected(summary.peer, pending.look_again_at) == false) {
     summary.cause = EndCause::kDisconnected;
   }
   Account(summary);
@@ -338,7 +328,9 @@ void InferenceService::FlushAccounting() {
     MutexLock lock(&pending_mu_);
     pending = pending_;
   }
-  for (const auto& p : pending) Classify(*p);
+  // At shutdown the server has closed every connection itself, so a second
+  // look would see them all gone: keep the first look's answer (connected).
+  for (const auto& p : pending) Classify(*p, /*look=*/false);
 }
 
 void InferenceService::Account(const CallSummary& summary) {

@@ -71,9 +71,6 @@ class InferenceService final : public v1::Inference::CallbackService {
   absl::StatusOr<Admission> Admit(grpc::CallbackServerContext* context,
                                   const v1::PredictRequest& request);
 
-  // CancelCause: how to classify a cancel reported by gRPC (OnCancel).
-  EndCause CancelCause(grpc::CallbackServerContext* context) const;
-
   // StatsFor: the stats of served model `model`, or of unknown models
   // (model="") for any other name.
   ModelStats* StatsFor(absl::string_view model) const;
@@ -99,7 +96,9 @@ class InferenceService final : public v1::Inference::CallbackService {
     const absl::Time look_again_at;
     bool done = false;  // guarded by pending_mu_
   };
-  void Classify(PendingClassification& pending);
+  // Classify: records `pending` once; `look` takes the second look at its
+  // connection.
+  void Classify(PendingClassification& pending, bool look);
   void Account(const CallSummary& summary);
 
   const CallLimits limits_;

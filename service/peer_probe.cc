@@ -224,8 +224,19 @@ std::optional<std::string> PeerProbe::NormalizePeer(absl::string_view peer) {
 }
 
 void PeerProbe::set_local_address(absl::string_view host, int port) {
-  local_port_.store(port);
-  local_addresses_.clear();
+  auto local = std::make_shared<Local>();
+  local->port = static_cast<uint16_t>(port);
+  FindLocalAddresses(host, &local->addresses);
+  MutexLock lock(&local_mu_);
+  local_ = std::move(local);
+}
+
+std::shared_ptr<const PeerProbe::Local> PeerProbe::local() const {
+  MutexLock lock(&local_mu_);
+  return local_;
+}
+
+void PeerProbe::FindLocalAddresses(absl::string_view host, std::vector<Address>* out) {
   std::string name(host);
   if (!name.empty() && name.front() == '[' && name.back() == ']') name = name.substr(1, name.size() - 2);
   Address address;
@@ -239,7 +250,7 @@ void PeerProbe::set_local_address(absl::string_view host, int port) {
       (address.family == AF_INET && std::memcmp(address.ip, "\0\0\0\0", 4) == 0) ||
       (address.family == AF_INET6 && IN6_IS_ADDR_UNSPECIFIED(reinterpret_cast<in6_addr*>(address.ip)));
   if (!wildcard) {
-    local_addresses_.push_back(address);
+    out->push_back(address);
     return;
   }
   // Any of this machine's addresses: the ones it has now.
@@ -257,7 +268,7 @@ void PeerProbe::set_local_address(absl::string_view host, int port) {
     } else {
       continue;
     }
-    local_addresses_.push_back(a);
+    out->push_back(a);
   }
   freeifaddrs(interfaces);
 }
@@ -267,25 +278,24 @@ std::optional<bool> PeerProbe::AskNetlink(const std::string& peer_key) const {
   unsigned char remote[16] = {};
   uint16_t remote_port;
   if (!ParseKey(peer_key, &family, remote, &remote_port)) return std::nullopt;
-  const uint16_t local_port = static_cast<uint16_t>(local_port_.load());
-  bool listener_seen = false;
-  for (const Address& local : local_addresses_) {
-    if (local.family != family) continue;
-    switch (LookupTcp(family, local.ip, local_port, remote, remote_port)) {
+  const std::shared_ptr<const Local> local = this->local();
+  bool asked = false;
+  for (const Address& address : local->addresses) {
+    if (address.family != family) continue;
+    switch (LookupTcp(family, address.ip, local->port, remote, remote_port)) {
       case Lookup::kEstablished:
         return true;
-      case Lookup::kOtherState:
-        listener_seen = true;  // closing, or gone (the listener answered)
-        break;
-      case Lookup::kNoSocket:
+      case Lookup::kOtherState:  // closing, or gone (the listener answered)
+      case Lookup::kNoSocket:    // gone (and no listener: the server stopped listening)
+        asked = true;
         break;
       case Lookup::kError:
         return std::nullopt;
     }
   }
-  // Gone, if the kernel found our listener (so the question was right) but
-  // not the connection; otherwise no answer.
-  if (listener_seen) return false;
+  // Gone, if the kernel was asked about the connection from every address it
+  // could have come to; no answer if there was no address to ask about.
+  if (asked) return false;
   return std::nullopt;
 }
 
@@ -308,7 +318,7 @@ bool PeerProbe::ReadTableLocked() {
   const absl::Time now = absl::Now();
   const std::string text = ReadWholeFile("/proc/net/tcp");
   if (text.empty()) return false;
-  const int port = local_port_.load();
+  const int port = local()->port;
   established_ = ParseProcNetTcp(text, port);
   for (const std::string& entry : ParseProcNetTcp(ReadWholeFile("/proc/net/tcp6"), port)) {
     established_.insert(entry);

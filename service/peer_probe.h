@@ -1,7 +1,8 @@
 #ifndef SLUICE_SERVICE_PEER_PROBE_H_
 #define SLUICE_SERVICE_PEER_PROBE_H_
 
-#include <atomic>
+#include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -59,14 +60,25 @@ class PeerProbe {
     unsigned char ip[16] = {};  // 4 or 16 bytes, network order
   };
 
+  // FindLocalAddresses: `host` itself, or every address of this machine if
+  // `host` is a wildcard or not an IP address.
+  static void FindLocalAddresses(absl::string_view host, std::vector<Address>* out);
   // AskNetlink: the answer from sock_diag, or nullopt if it gave none.
   std::optional<bool> AskNetlink(const std::string& peer_key) const;
   // ReadTableLocked: takes a fresh reading of /proc's table.
   bool ReadTableLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  std::atomic<int> local_port_{0};
-  // Candidate local addresses; fixed once set_local_address has run.
-  std::vector<Address> local_addresses_;
+  // The listening port and the candidate local addresses, published together
+  // by set_local_address (which runs once gRPC is already serving, so calls
+  // may read them concurrently) and read as one immutable snapshot.
+  struct Local {
+    uint16_t port = 0;
+    std::vector<Address> addresses;
+  };
+  std::shared_ptr<const Local> local() const;
+
+  mutable Mutex local_mu_;
+  std::shared_ptr<const Local> local_ ABSL_GUARDED_BY(local_mu_) = std::make_shared<Local>();
   Mutex mu_;
   absl::Time taken_at_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   absl::flat_hash_set<std::string> established_ ABSL_GUARDED_BY(mu_);

@@ -27,7 +27,7 @@ struct BenchConfig {
   std::vector<std::string> throughput_server_args;
   // Flags for a second sluice server measured alongside the default one
   // (echo only, for information: not judged against the target).
-  std::vector<std::string> throughput_tuned_args = {"--stream_buffer_chunks=64"};
+  std::vector<std::string> throughput_tuned_args = {"--stream_buffer_chunks=8"};
   // Only the throughput cases whose label contains this (all when empty).
   std::string throughput_only;
 

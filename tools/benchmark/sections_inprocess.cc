@@ -297,7 +297,7 @@ void RunWasteAndStopLatency(const BenchConfig& config, Report& report, PlotData&
                       "p50 / max",
              absl::StrCat(FormatNumber(Summarize(readahead).p50), " / ",
                           FormatNumber(Summarize(readahead).max),
-                          " (the stream buffer holds 8)"));
+                          absl::StrCat(" (the stream buffer holds ", ServerOptions().stream_buffer_chunks, ")")));
   // 1b. The same, with the whole process's CPU clock (every thread: the
   // server's workers, gRPC's threads, its timers; and this client's own
   // handling of the cancel) from the cancel until 400 ms after it, which

@@ -256,7 +256,7 @@ void RunThroughputAndFirstChunk(const BenchConfig& config, bool throughput, bool
   if (throughput) {
     const std::string section = "Throughput (zero-cost chunks)";
     report.Add(section, "setup",
-               absl::StrFormat("stock sluice_server (2 workers, buffer 8) vs raw_stream_server; "
+               absl::StrFormat("stock sluice_server (2 workers, buffer 64 chunks) vs raw_stream_server; "
                                "%d interleaved repetitions of a %s window",
                                config.throughput_reps,
                                absl::FormatDuration(config.throughput_window)));

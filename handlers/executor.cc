@@ -1,5 +1,7 @@
 #include "handlers/executor.h"
 
+#include <pthread.h>
+
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -185,6 +187,9 @@ int Executor::busy_workers() const {
 }
 
 void Executor::WorkerLoop(IdleWorker* idle) {
+  // "sluice:<model>", cut to the 15 characters Linux keeps: what top -H,
+  // perf and /proc/<pid>/task/*/comm show for this model's workers.
+  pthread_setname_np(pthread_self(), absl::StrCat("sluice:", model_).substr(0, 15).c_str());
   bool ran_turn = false;
   while (true) {
     std::shared_ptr<Call> call;

@@ -1,12 +1,18 @@
 #include "handlers/timer_queue.h"
 
+#include <pthread.h>
+
 #include <utility>
 
 #include "absl/time/clock.h"
 
 namespace sluice {
 
-TimerQueue::TimerQueue() : thread_([this] { Loop(); }) {}
+TimerQueue::TimerQueue()
+    : thread_([this] {
+        pthread_setname_np(pthread_self(), "sluice-timers");
+        Loop();
+      }) {}
 
 TimerQueue::~TimerQueue() {
   {

@@ -1,5 +1,6 @@
 #include "tools/proc_stats.h"
 
+#include <dirent.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -7,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -48,6 +50,27 @@ std::optional<ProcStats> ReadProcStats(pid_t pid) {
   const double ticks = static_cast<double>(sysconf(_SC_CLK_TCK));
   stats.cpu = absl::Seconds(static_cast<double>(utime + stime) / ticks);
   return stats;
+}
+
+std::optional<absl::Duration> ReadThreadsRunTime(pid_t pid, absl::string_view name_prefix) {
+  const std::string tasks = absl::StrCat("/proc/", pid, "/task");
+  DIR* dir = opendir(tasks.c_str());
+  if (dir == nullptr) return std::nullopt;
+  int64_t total_ns = 0;
+  while (const dirent* entry = readdir(dir)) {
+    if (entry->d_name[0] == '.') continue;
+    if (!name_prefix.empty()) {
+      std::ifstream comm(absl::StrCat(tasks, "/", entry->d_name, "/comm"));
+      std::string name;
+      if (!std::getline(comm, name) || !absl::StartsWith(name, name_prefix)) continue;
+    }
+    // schedstat: time on a CPU (ns), time waiting for one (ns), timeslices.
+    std::ifstream schedstat(absl::StrCat(tasks, "/", entry->d_name, "/schedstat"));
+    int64_t on_cpu_ns = 0;
+    if (schedstat >> on_cpu_ns) total_ns += on_cpu_ns;  // a thread that just exited: skip
+  }
+  closedir(dir);
+  return absl::Nanoseconds(total_ns);
 }
 
 }  // namespace sluice

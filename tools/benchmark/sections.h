@@ -39,6 +39,7 @@ struct BenchConfig {
   int64_t waste_token_cost_us = 1000;  // CPU per chunk
   int64_t cancel_at_max = 100;         // cancel at a chunk drawn from [1, this]
   int isolated_cancels = 10;           // with the whole process's CPU for 400 ms after
+  int server_process_cancels = 20;     // the same against the stock server as a process
 
   // Throughput: sluice against raw gRPC, interleaved repetitions.
   int throughput_reps = 5;
@@ -96,6 +97,9 @@ void RunQueue(const BenchConfig& config, Report& report);
 void RunThroughputAndFirstChunk(const BenchConfig& config, bool throughput, bool first_chunk,
                                 Report& report, PlotData& plot);
 void RunScale(const BenchConfig& config, Report& report);
+// RunServerProcessWaste: the CPU a stock server process (its own accounting)
+// spends after a client's cancel, against a stream that ends normally.
+void RunServerProcessWaste(const BenchConfig& config, Report& report);
 void RunAbandonment(const BenchConfig& config, Report& report);
 
 }  // namespace sluice::bench

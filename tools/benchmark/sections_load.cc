@@ -381,6 +381,115 @@ void RunThroughputAndFirstChunk(const BenchConfig& config, bool throughput, bool
   raw->Stop();
 }
 
+// The sluice server's model workers are named "sluice:<model>".
+constexpr absl::string_view kWorkerThreadPrefix = "sluice:";
+
+void RunServerProcessWaste(const BenchConfig& config, Report& report) {
+  const std::string section = "Waste after cancel, server process";
+  std::unique_ptr<Child> server = Child::Start({config.sluice_server}, config.work_dir, "waste");
+  if (server == nullptr) {
+    report.Add(section, "server", "did not start");
+    return;
+  }
+  auto channels = MakeChannels(server->target(), 1, absl::Now() + absl::Seconds(10));
+  if (channels.empty()) {
+    report.Add(section, "server", "no connection");
+    server->Stop();
+    return;
+  }
+  // Each window runs from a mark to 400 ms after it (which takes in the
+  // server's second look at a cancelled call's connection, 250 ms on), on
+  // the server's own clocks: its threads' time on a CPU. The mark is the
+  // client's cancel at chunk k of a long stream, or, for the control, the
+  // last chunk of a stream of exactly k chunks that ends normally. Both
+  // windows take in the end of a stream; the cancelled one also the chunk
+  // the model was making when the cancel came.
+  std::mt19937_64 rng(config.seed);
+  std::uniform_int_distribution<int64_t> cancel_at(1, config.cancel_at_max);
+  struct Cpu {
+    double all_us = 0, workers_us = 0;
+  };
+  auto window = [&](int64_t k, bool cancel, const std::string& id) -> std::optional<Cpu> {
+    std::optional<absl::Duration> at_mark, workers_at_mark;
+    absl::Time mark_time = absl::InfinitePast();
+    {
+      StreamSet set(channels, [&](int) {
+        at_mark = ReadThreadsRunTime(server->pid());
+        workers_at_mark = ReadThreadsRunTime(server->pid(), kWorkerThreadPrefix);
+        mark_time = absl::Now();
+      });
+      StreamPlan plan;
+      plan.request = Synthetic({{"tokens", cancel ? config.waste_tokens : k},
+                                {"token_cost_us", config.waste_token_cost_us}},
+                               id);
+      plan.cancel_after_chunks = k;
+      plan.mark_only = !cancel;
+      set.Start({plan});
+      if (!set.WaitDone(absl::Now() + absl::Seconds(30))) return std::nullopt;
+    }
+    if (!at_mark.has_value() || !workers_at_mark.has_value()) return std::nullopt;
+    absl::SleepFor(mark_time + absl::Milliseconds(400) - absl::Now());
+    std::optional<absl::Duration> after = ReadThreadsRunTime(server->pid());
+    std::optional<absl::Duration> workers_after =
+        ReadThreadsRunTime(server->pid(), kWorkerThreadPrefix);
+    if (!after.has_value() || !workers_after.has_value()) return std::nullopt;
+    return Cpu{absl::ToDoubleMicroseconds(*after - *at_mark),
+               absl::ToDoubleMicroseconds(*workers_after - *workers_at_mark)};
+  };
+  std::vector<double> cancelled_us, control_us, cancelled_workers_us, control_workers_us;
+  for (int i = 0; i < config.server_process_cancels; ++i) {
+    const int64_t k = cancel_at(rng);
+    std::optional<Cpu> cancelled = window(k, /*cancel=*/true, absl::StrCat("proc-cancel-", i));
+    std::optional<Cpu> control = window(k, /*cancel=*/false, absl::StrCat("proc-control-", i));
+    if (cancelled.has_value() && control.has_value()) {
+      cancelled_us.push_back(cancelled->all_us);
+      control_us.push_back(control->all_us);
+      cancelled_workers_us.push_back(cancelled->workers_us);
+      control_workers_us.push_back(control->workers_us);
+    }
+  }
+  const std::optional<ProcStats> end = server->stats();
+  const bool clean = server->Stop();
+  report.Add(section, "setup",
+             absl::StrCat("stock sluice_server as a child process; its threads' time on a CPU "
+                          "(/proc/<pid>/task/*/schedstat); synthetic, token_cost_us=",
+                          config.waste_token_cost_us, ", cancel at chunk 1..", config.cancel_at_max));
+  if (cancelled_us.empty()) {
+    report.Add(section, "windows measured", "none", "all", Check(false));
+    return;
+  }
+  const Summary cancelled = Summarize(cancelled_us), control = Summarize(control_us);
+  report.Add(section, "server CPU in the 400 ms after a client's cancel, p50 / max",
+             absl::StrCat(FormatNumber(cancelled.p50), " / ", FormatNumber(cancelled.max), " us (",
+                          cancelled_us.size(), " cancels)"));
+  report.Add(section, "control: in the 400 ms after the last chunk of a normal end, p50 / max",
+             absl::StrCat(FormatNumber(control.p50), " / ", FormatNumber(control.max), " us"));
+  report.Add(section, "what a cancel costs the server beyond a normal end, p50",
+             absl::StrCat(FormatNumber(cancelled.p50 - control.p50),
+                          " us (the chunk in flight, the cancel's handling, two looks at the "
+                          "connection)"),
+             absl::StrCat("<= one chunk (", config.waste_token_cost_us, " us)"),
+             Check(cancelled.p50 - control.p50 <= static_cast<double>(config.waste_token_cost_us)));
+  const double workers_extra =
+      Summarize(cancelled_workers_us).p50 - Summarize(control_workers_us).p50;
+  report.Add(section, "of which: the model's worker threads (the chunk in flight), p50",
+             absl::StrCat(FormatNumber(workers_extra), " us"));
+  report.Add(section, "of which: every other thread (gRPC's, which handle the cancel), p50",
+             absl::StrCat(FormatNumber(cancelled.p50 - control.p50 - workers_extra), " us"));
+  report.Add(section, "work the cancelled streams would still have done",
+             absl::StrCat(FormatNumber(absl::ToDoubleSeconds(
+                              absl::Microseconds(config.waste_token_cost_us) *
+                              static_cast<double>(config.waste_tokens) *
+                              static_cast<double>(cancelled_us.size()))),
+                          " s of CPU, at most (each had up to ", config.waste_tokens,
+                          " tokens left)"));
+  if (end.has_value()) {
+    report.Add(section, "server RSS at the end", Mib(end->rss_bytes));
+  }
+  report.Add(section, "server exit after SIGTERM", clean ? "0 (clean)" : "NOT clean", "clean",
+             Check(clean));
+}
+
 void RunScale(const BenchConfig& config, Report& report) {
   const std::string section = "Scale";
   const int streams = config.scale_streams;

@@ -65,6 +65,7 @@ BenchConfig BenchConfig::Quick() {
   c.quick = true;
   c.waste_streams = 40;
   c.isolated_cancels = 4;
+  c.server_process_cancels = 6;
   c.throughput_tuned_args = {};
   c.concurrent_streams = 32;
   c.concurrent_rounds = 1;
@@ -223,6 +224,8 @@ int Run() {
   if (wanted("waste")) {
     progress("waste after cancel and stop latency");
     RunWasteAndStopLatency(config, report, plot);
+    progress("waste after cancel, server process");
+    RunServerProcessWaste(config, report);
   }
   if (wanted("throughput") || wanted("first_chunk")) {
     progress("throughput and time to first chunk");

@@ -56,8 +56,10 @@ class StreamSet::Reader final : public grpc::ClientReadReactor<v1::PredictChunk>
       set_->chunks_.fetch_add(1, std::memory_order_relaxed);
       if (record_.chunks == plan_.cancel_after_chunks) {
         if (set_->before_cancel_) set_->before_cancel_(index_);
-        record_.cancelled = absl::Now();
-        context_.TryCancel();
+        if (!plan_.mark_only) {
+          record_.cancelled = absl::Now();
+          context_.TryCancel();
+        }
       }
     }
     StartRead(&chunk_);

@@ -32,6 +32,10 @@ struct StreamPlan {
   v1::PredictRequest request;
   // Cancel the call (TryCancel) on receiving this many output chunks; -1 never.
   int64_t cancel_after_chunks = -1;
+  // With cancel_after_chunks: only call the set's BeforeCancel hook at that
+  // chunk and read on (a control that marks the same moment of a stream
+  // without cancelling it).
+  bool mark_only = false;
   // The call's deadline, from its start; infinite for none.
   absl::Duration deadline = absl::InfiniteDuration();
 };

@@ -37,6 +37,10 @@
 namespace sluice::bench {
 namespace {
 
+// Every sluice server the benchmark starts serves no metrics: two of them at
+// once would both ask for the default metrics port.
+constexpr char kNoMetrics[] = "--metrics_port=-1";
+
 // Child: a server running as a child process of the benchmark.
 class Child {
  public:
@@ -242,7 +246,7 @@ std::vector<double> FirstChunkTimes(const std::vector<std::shared_ptr<grpc::Chan
 
 void RunThroughputAndFirstChunk(const BenchConfig& config, bool throughput, bool first_chunk,
                                 Report& report, PlotData& plot) {
-  std::vector<std::string> sluice_argv = {config.sluice_server, "--max_active=2100",
+  std::vector<std::string> sluice_argv = {config.sluice_server, kNoMetrics, "--max_active=2100",
                                            "--queue_capacity=2100"};
   sluice_argv.insert(sluice_argv.end(), config.throughput_server_args.begin(),
                      config.throughput_server_args.end());
@@ -266,6 +270,10 @@ void RunThroughputAndFirstChunk(const BenchConfig& config, bool throughput, bool
       argv.insert(argv.end(), config.throughput_tuned_args.begin(),
                   config.throughput_tuned_args.end());
       tuned = Child::Start(argv, config.work_dir, "tuned");
+      if (tuned == nullptr) {
+        report.Add(section, absl::StrCat("sluice with ", absl::StrJoin(config.throughput_tuned_args, " ")),
+                   "did not start");
+      }
     }
     struct Case {
       const Workload* workload;
@@ -386,7 +394,7 @@ constexpr absl::string_view kWorkerThreadPrefix = "sluice:";
 
 void RunServerProcessWaste(const BenchConfig& config, Report& report) {
   const std::string section = "Waste after cancel, server process";
-  std::unique_ptr<Child> server = Child::Start({config.sluice_server}, config.work_dir, "waste");
+  std::unique_ptr<Child> server = Child::Start({config.sluice_server, kNoMetrics}, config.work_dir, "waste");
   if (server == nullptr) {
     report.Add(section, "server", "did not start");
     return;
@@ -494,7 +502,7 @@ void RunScale(const BenchConfig& config, Report& report) {
   const std::string section = "Scale";
   const int streams = config.scale_streams;
   std::unique_ptr<Child> server =
-      Child::Start({config.sluice_server, absl::StrCat("--max_active=", streams + 16),
+      Child::Start({config.sluice_server, kNoMetrics, absl::StrCat("--max_active=", streams + 16),
                     absl::StrCat("--queue_capacity=", streams + 16),
                     absl::StrCat("--max_concurrent_streams=", streams)},
                    config.work_dir, "scale");
@@ -574,7 +582,7 @@ void RunScale(const BenchConfig& config, Report& report) {
 void RunAbandonment(const BenchConfig& config, Report& report) {
   const std::string section = "Abandonment tax";
   std::unique_ptr<Child> server =
-      Child::Start({config.sluice_server, "--workers=2"}, config.work_dir, "abandon");
+      Child::Start({config.sluice_server, kNoMetrics, "--workers=2"}, config.work_dir, "abandon");
   if (server == nullptr) {
     report.Add(section, "server", "did not start");
     return;

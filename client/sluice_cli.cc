@@ -10,10 +10,10 @@
 // stderr. The exit code is 0 only if the call ended OK.
 
 #include <cstring>
-#include <memory>
-#include <thread>
 #include <iostream>
+#include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -44,8 +44,9 @@ ABSL_FLAG(std::vector<std::string>, param, {},
           "(true/false, integer, number, else string) or given as name:int=5, "
           "name:double=0.7, name:bool=true, name:string=text.");
 ABSL_FLAG(std::string, request_id, "", "Request id, echoed by the server and in its logs.");
-ABSL_FLAG(bool, stream, false, "Call PredictStream and print chunks as they arrive "
-                                "(default: the unary Predict).");
+ABSL_FLAG(bool, stream, false,
+          "Call PredictStream and print chunks as they arrive "
+          "(default: the unary Predict).");
 ABSL_FLAG(int64_t, deadline_ms, 0, "Deadline for the call in milliseconds; 0 for none.");
 ABSL_FLAG(int64_t, cancel_after_chunks, -1,
           "With --stream: cancel the call after receiving this many chunks.");
@@ -60,12 +61,23 @@ std::string FinishReasonName(sluice::v1::FinishReason reason) {
 }
 
 std::string CodeName(grpc::StatusCode code) {
-  static const char* const kNames[] = {
-      "OK",           "CANCELLED",          "UNKNOWN",        "INVALID_ARGUMENT",
-      "DEADLINE_EXCEEDED", "NOT_FOUND",     "ALREADY_EXISTS", "PERMISSION_DENIED",
-      "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
-      "UNIMPLEMENTED", "INTERNAL",          "UNAVAILABLE",    "DATA_LOSS",
-      "UNAUTHENTICATED"};
+  static const char* const kNames[] = {"OK",
+                                       "CANCELLED",
+                                       "UNKNOWN",
+                                       "INVALID_ARGUMENT",
+                                       "DEADLINE_EXCEEDED",
+                                       "NOT_FOUND",
+                                       "ALREADY_EXISTS",
+                                       "PERMISSION_DENIED",
+                                       "RESOURCE_EXHAUSTED",
+                                       "FAILED_PRECONDITION",
+                                       "ABORTED",
+                                       "OUT_OF_RANGE",
+                                       "UNIMPLEMENTED",
+                                       "INTERNAL",
+                                       "UNAVAILABLE",
+                                       "DATA_LOSS",
+                                       "UNAUTHENTICATED"};
   const int i = static_cast<int>(code);
   return i >= 0 && i <= 16 ? kNames[i] : absl::StrCat(i);
 }
@@ -81,8 +93,7 @@ int ListModels(sluice::SluiceClient& client) {
               << "  workers=" << m.workers() << " max_active=" << m.max_active()
               << " queue_capacity=" << m.queue_capacity() << "\n";
     for (const sluice::v1::ParameterInfo& p : m.parameters()) {
-      std::cout << "  --param " << p.name() << "=<" << p.type() << ">  " << p.description()
-                << "\n";
+      std::cout << "  --param " << p.name() << "=<" << p.type() << ">  " << p.description() << "\n";
     }
   }
   return 0;

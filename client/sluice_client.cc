@@ -30,12 +30,11 @@ std::unique_ptr<SluiceClient> SluiceClient::Connect(const std::string& target) {
 
 absl::StatusOr<std::shared_ptr<grpc::Channel>> SluiceClient::MakeChannel(
     const std::string& target, const ConnectOptions& options, grpc::ChannelArguments args) {
-  const bool tls = options.tls || !options.tls_ca_file.empty() ||
-                   !options.tls_cert_file.empty() || !options.tls_key_file.empty() ||
-                   !options.tls_server_name.empty();
+  const bool tls = options.tls || !options.tls_ca_file.empty() || !options.tls_cert_file.empty() ||
+                   !options.tls_key_file.empty() || !options.tls_server_name.empty();
   if (!tls) return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
-  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> credentials = ClientTlsCredentials(
-      {options.tls_ca_file, options.tls_cert_file, options.tls_key_file});
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> credentials =
+      ClientTlsCredentials({options.tls_ca_file, options.tls_cert_file, options.tls_key_file});
   if (!credentials.ok()) return credentials.status();
   if (!options.tls_server_name.empty()) {
     args.SetSslTargetNameOverride(options.tls_server_name);
@@ -43,8 +42,8 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> SluiceClient::MakeChannel(
   return grpc::CreateCustomChannel(target, *credentials, args);
 }
 
-absl::StatusOr<std::unique_ptr<SluiceClient>> SluiceClient::Connect(
-    const std::string& target, const ConnectOptions& options) {
+absl::StatusOr<std::unique_ptr<SluiceClient>> SluiceClient::Connect(const std::string& target,
+                                                                    const ConnectOptions& options) {
   for (char c : options.auth_token) {
     if (!absl::ascii_isgraph(static_cast<unsigned char>(c))) {
       return absl::InvalidArgumentError(
@@ -178,8 +177,8 @@ absl::StatusOr<std::pair<std::string, v1::Parameter>> ParseParameter(absl::strin
   } else if (type == "string" || type == "str") {
     param.set_string_param(std::string(value));
   } else {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "parameter ", name, ": unknown type \"", type, "\"; use int, double, bool or string"));
+    return absl::InvalidArgumentError(absl::StrCat("parameter ", name, ": unknown type \"", type,
+                                                   "\"; use int, double, bool or string"));
   }
   return std::make_pair(std::string(name), std::move(param));
 }

@@ -60,11 +60,11 @@ struct StreamOptions {
 // StreamResult: how a PredictStream call went.
 struct StreamResult {
   grpc::Status status;
-  int64_t chunks = 0;                    // output chunks received
-  std::string output;                    // all output, concatenated
+  int64_t chunks = 0;  // output chunks received
+  std::string output;  // all output, concatenated
   v1::FinishReason finish_reason = v1::FINISH_REASON_UNSPECIFIED;
-  v1::Usage usage;                       // from the final message, if one came
-  bool cancelled_by_client = false;      // we cancelled it (cancel_after_*)
+  v1::Usage usage;                   // from the final message, if one came
+  bool cancelled_by_client = false;  // we cancelled it (cancel_after_*)
   absl::Duration time_to_first_chunk = absl::InfiniteDuration();
   absl::Duration elapsed;
 };
@@ -97,8 +97,8 @@ class SluiceClient {
                              const std::function<void(const v1::PredictChunk&)>& on_chunk = {});
 
   // Predict: the unary call. `deadline` relative; infinite for none.
-  absl::StatusOr<v1::PredictResponse> Predict(
-      const v1::PredictRequest& request, absl::Duration deadline = absl::InfiniteDuration());
+  absl::StatusOr<v1::PredictResponse> Predict(const v1::PredictRequest& request,
+                                              absl::Duration deadline = absl::InfiniteDuration());
 
   absl::StatusOr<v1::ListModelsResponse> ListModels();
 

@@ -34,8 +34,8 @@ TEST(ParseParameterTest, MistakesAreExplained) {
 }
 
 TEST(TakeRepeatedFlagTest, CollectsEveryOccurrenceAndLeavesTheRest) {
-  std::vector<std::string> args = {"cli", "--param=a=1", "--model=m", "--param", "b=2", "--stream",
-                                   "--param"};
+  std::vector<std::string> args = {"cli", "--param=a=1", "--model=m", "--param",
+                                   "b=2", "--stream",    "--param"};
   std::vector<char*> argv;
   for (std::string& a : args) argv.push_back(a.data());
   int argc = static_cast<int>(argv.size());

@@ -123,8 +123,8 @@ void Call::RunTurn() {
   Apply(after);
 }
 
-bool Call::TakeStepLocked(std::optional<Step<std::string>>& step, absl::Time slice_end,
-                          int& steps, AfterUnlock& after) {
+bool Call::TakeStepLocked(std::optional<Step<std::string>>& step, absl::Time slice_end, int& steps,
+                          AfterUnlock& after) {
   if (ShouldStopLocked(after)) {
     // The step in flight is discarded; no further step is started.
     if (step.has_value() && step->kind() == Step<std::string>::Kind::kChunk) {
@@ -233,12 +233,12 @@ void Call::RequestCancelLocked(EndCause cause, AfterUnlock& after) {
 absl::Status Call::StatusForCancel(EndCause cause) const {
   switch (cause) {
     case EndCause::kDeadline:
-      return absl::DeadlineExceededError(absl::StrCat("deadline exceeded after ", chunks_,
-                                                      " chunks from model ", options_.model));
+      return absl::DeadlineExceededError(
+          absl::StrCat("deadline exceeded after ", chunks_, " chunks from model ", options_.model));
     case EndCause::kStalled:
-      return absl::CancelledError(absl::StrCat(
-          "the client did not read for ", absl::FormatDuration(options_.write_stall_timeout),
-          " (write_stall_timeout); stream cancelled"));
+      return absl::CancelledError(absl::StrCat("the client did not read for ",
+                                               absl::FormatDuration(options_.write_stall_timeout),
+                                               " (write_stall_timeout); stream cancelled"));
     case EndCause::kShutdown:
       return absl::UnavailableError("the server is shutting down; retry on another replica");
     case EndCause::kDisconnected:
@@ -375,16 +375,15 @@ std::shared_ptr<StreamCall> StreamCall::Create(CallOptions options,
                                                EndedCallback on_ended) {
   options.stream_buffer_chunks = std::max<size_t>(1, options.stream_buffer_chunks);
   options.stream_buffer_bytes = std::max<size_t>(1, options.stream_buffer_bytes);
-  return std::shared_ptr<StreamCall>(new StreamCall(std::move(options), std::move(prepared),
-                                                    executor, timers, stats, sink,
-                                                    std::move(on_ended)));
+  return std::shared_ptr<StreamCall>(new StreamCall(
+      std::move(options), std::move(prepared), executor, timers, stats, sink, std::move(on_ended)));
 }
 
 StreamCall::StreamCall(CallOptions options, std::unique_ptr<PreparedCall> prepared,
                        Executor* executor, Timers* timers, ModelStats* stats, StreamSink* sink,
                        EndedCallback on_ended)
-    : Call(Method::kPredictStream, std::move(options), std::move(prepared), executor, timers,
-           stats, std::move(on_ended)),
+    : Call(Method::kPredictStream, std::move(options), std::move(prepared), executor, timers, stats,
+           std::move(on_ended)),
       sink_(sink) {}
 
 absl::StatusOr<bool> StreamCall::EmitLocked(std::string bytes, AfterUnlock& after) {
@@ -411,8 +410,7 @@ void StreamCall::CompleteLocked(FinishReason reason, AfterUnlock& after) {
   MaybeArmStallTimerLocked(after);
 }
 
-void StreamCall::FinishWithErrorLocked(const absl::Status& status, bool flush,
-                                       AfterUnlock& after) {
+void StreamCall::FinishWithErrorLocked(const absl::Status& status, bool flush, AfterUnlock& after) {
   if (finish_called_) return;
   if (!flush) {
     // Drop everything not already handed to gRPC.
@@ -517,9 +515,8 @@ std::shared_ptr<UnaryCall> UnaryCall::Create(CallOptions options,
                                              std::unique_ptr<PreparedCall> prepared,
                                              Executor* executor, Timers* timers, ModelStats* stats,
                                              UnarySink* sink, EndedCallback on_ended) {
-  return std::shared_ptr<UnaryCall>(new UnaryCall(std::move(options), std::move(prepared),
-                                                  executor, timers, stats, sink,
-                                                  std::move(on_ended)));
+  return std::shared_ptr<UnaryCall>(new UnaryCall(std::move(options), std::move(prepared), executor,
+                                                  timers, stats, sink, std::move(on_ended)));
 }
 
 UnaryCall::UnaryCall(CallOptions options, std::unique_ptr<PreparedCall> prepared,
@@ -553,8 +550,7 @@ void UnaryCall::CompleteLocked(FinishReason reason, AfterUnlock& after) {
   after.finish = final_status_;
 }
 
-void UnaryCall::FinishWithErrorLocked(const absl::Status& status, bool flush,
-                                      AfterUnlock& after) {
+void UnaryCall::FinishWithErrorLocked(const absl::Status& status, bool flush, AfterUnlock& after) {
   if (finish_called_) return;
   finish_called_ = true;
   final_status_ = status;

@@ -59,12 +59,12 @@ struct CallSummary {
   // the service to tell.
   EndCause cause = EndCause::kCompleted;
   EndStage stage = EndStage::kQueued;
-  absl::Status status;             // what the RPC was finished with
-  uint64_t chunks = 0;             // chunks the model produced
+  absl::Status status;  // what the RPC was finished with
+  uint64_t chunks = 0;  // chunks the model produced
   uint64_t chunks_after_cancel = 0;
   uint64_t output_bytes = 0;
-  absl::Duration queue_time;       // admission until the model started (or the call ended)
-  absl::Duration run_time;         // model start until the generator was released
+  absl::Duration queue_time;  // admission until the model started (or the call ended)
+  absl::Duration run_time;    // model start until the generator was released
   absl::Time cancelled_at = absl::InfinitePast();  // when the server learned of a cancel
 };
 
@@ -75,9 +75,8 @@ struct CallSummary {
 // Lifecycle (Phase, guarded by mu_):
 //
 //   kPending ──turn──▶ kRunning ◀──turn── kRunnable ◀─┬─ kBlocked  (buffer full; a write drains it)
-//      │                 │  ├──────────────────────────┴─ kSleeping (Step::WaitUntil; a timer wakes it)
-//      │                 │  └─ yield ──▶ kRunnable
-//      └──cancel──┐      └─ done / error / cancel
+//      │                 │  ├──────────────────────────┴─ kSleeping (Step::WaitUntil; a timer wakes
+//      it) │                 │  └─ yield ──▶ kRunnable └──cancel──┐      └─ done / error / cancel
 //                 ▼              ▼
 //                kEnded ◀────────┘
 //
@@ -240,7 +239,8 @@ class Call : public std::enable_shared_from_this<Call> {
   void EndLocked(EndStage stage, AfterUnlock& after) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // FailLocked: the model failed with `status`: flush what it produced, then
   // finish the RPC with the error.
-  void FailLocked(const absl::Status& status, AfterUnlock& after) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void FailLocked(const absl::Status& status, AfterUnlock& after)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status StatusForCancel(EndCause cause) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RecordChunkLocked(bool after_cancel) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Wake();

@@ -176,8 +176,8 @@ TEST_F(CallTest, CancelWhileBlockedReleasesGeneratorBeforeReturning) {
 TEST_F(CallTest, CancelMidStepStopsTheStepAndStartsNoOther) {
   FakeStreamSink sink(/*auto_complete=*/true);
   // Each chunk burns 10 s of CPU unless cancelled; the model polls its token.
-  auto call = Stream(Synthetic({{"tokens", IntParam(5)}, {"token_cost_us", IntParam(10'000'000)}}),
-                     &sink);
+  auto call =
+      Stream(Synthetic({{"tokens", IntParam(5)}, {"token_cost_us", IntParam(10'000'000)}}), &sink);
   ASSERT_TRUE(model_.stats().WaitForStarted(1, kWait));
   call->Cancel(EndCause::kClientCancelled);
   // The RPC is finished at once, without waiting for the step in flight.
@@ -269,8 +269,9 @@ TEST_F(CallTest, PacedStreamDoesNotHoldTheWorker) {
   // One worker. A stream paced at one chunk per hour sleeps between chunks;
   // meanwhile another stream runs to completion on the same worker.
   FakeStreamSink slow_sink(/*auto_complete=*/true), fast_sink(/*auto_complete=*/true);
-  auto slow = Stream(Synthetic({{"tokens", IntParam(3)}, {"token_interval_us", IntParam(3'600'000'000)}}),
-                     &slow_sink);
+  auto slow =
+      Stream(Synthetic({{"tokens", IntParam(3)}, {"token_interval_us", IntParam(3'600'000'000)}}),
+             &slow_sink);
   ASSERT_TRUE(slow_sink.WaitForWrites(1, kWait));
   auto fast = Stream(Synthetic({{"tokens", IntParam(50)}}), &fast_sink);
   ASSERT_TRUE(fast_sink.WaitForFinish(kWait));
@@ -340,8 +341,8 @@ TEST_F(CallTest, DeadlineDuringGenerationEndsTheStream) {
 
 TEST_F(CallTest, ShutdownFinishesWithUnavailable) {
   FakeStreamSink sink(/*auto_complete=*/true);
-  auto call = Stream(Synthetic({{"tokens", IntParam(3)}, {"token_interval_us", IntParam(3'600'000'000)}}),
-                     &sink);
+  auto call = Stream(
+      Synthetic({{"tokens", IntParam(3)}, {"token_interval_us", IntParam(3'600'000'000)}}), &sink);
   ASSERT_TRUE(sink.WaitForWrites(1, kWait));
   executor_->CancelAll(EndCause::kShutdown);
   ASSERT_TRUE(sink.WaitForFinish(kWait));
@@ -375,8 +376,8 @@ TEST_F(CallTest, UnaryOutputLimitIsResourceExhausted) {
   FakeUnarySink sink;
   CallOptions options = Options();
   options.max_unary_output_bytes = 100;
-  auto call = Unary(Synthetic({{"tokens", IntParam(10)}, {"chunk_bytes", IntParam(20)}}), &sink,
-                    options);
+  auto call =
+      Unary(Synthetic({{"tokens", IntParam(10)}, {"chunk_bytes", IntParam(20)}}), &sink, options);
   ASSERT_TRUE(sink.WaitForFinish(kWait));
   EXPECT_EQ(sink.finish_status()->code(), absl::StatusCode::kResourceExhausted);
   EXPECT_THAT(sink.finish_status()->message(), HasSubstr("use PredictStream"));

@@ -83,7 +83,7 @@ class Executor {
 
   // Called by Call (never with the executor's lock held by the caller).
   void Schedule(std::shared_ptr<Call> call);  // append to the run queue
-  void Leave(Call* call);                      // the call ended; free its place
+  void Leave(Call* call);                     // the call ended; free its place
 
   // IdleWorker: how one worker waits for work. Each worker has its own, so
   // that waking one is a signal to exactly that thread: no condition

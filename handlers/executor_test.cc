@@ -36,7 +36,8 @@ class ExecutorTest : public ::testing::Test {
 
   std::shared_ptr<StreamCall> MakeHanging() {
     auto prepared = model_.Prepare(
-        "synthetic", MakeRequest("synthetic", "", {{"tokens", IntParam(1)}, {"hang_at", IntParam(0)}}));
+        "synthetic",
+        MakeRequest("synthetic", "", {{"tokens", IntParam(1)}, {"hang_at", IntParam(0)}}));
     EXPECT_TRUE(prepared.ok());
     sinks_.push_back(std::make_unique<FakeStreamSink>(/*auto_complete=*/true));
     CallOptions options;
@@ -130,7 +131,8 @@ TEST_F(ExecutorTest, StopReturnsFalseWhenAWorkerNeverReturns) {
   struct Forever final : public Model<int, int> {
     Notification entered, release, released;
     absl::StatusOr<int> Decode(const Request&) const override { return 0; }
-    absl::StatusOr<std::unique_ptr<Generator<int>>> Predict(int, const CancellationToken&) override {
+    absl::StatusOr<std::unique_ptr<Generator<int>>> Predict(int,
+                                                            const CancellationToken&) override {
       struct Gen final : public Generator<int> {
         explicit Gen(Forever* m) : model(m) {}
         ~Gen() override { model->released.Notify(); }
@@ -151,8 +153,8 @@ TEST_F(ExecutorTest, StopReturnsFalseWhenAWorkerNeverReturns) {
   ASSERT_TRUE(prepared.ok());
   CallOptions options;
   options.model = "stuck";
-  auto call = StreamCall::Create(options, *std::move(prepared), stuck, &timers_, &stats_, sink,
-                                 nullptr);
+  auto call =
+      StreamCall::Create(options, *std::move(prepared), stuck, &timers_, &stats_, sink, nullptr);
   sink->set_call(call);
   ASSERT_TRUE(stuck->Admit(call).ok());
   ASSERT_TRUE(model->entered.WaitForNotificationWithTimeout(kWait));

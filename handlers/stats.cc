@@ -87,9 +87,9 @@ absl::string_view StatusCodeName(absl::StatusCode code) {
 }
 
 const std::vector<double>& Histogram::LatencyBounds() {
-  static const std::vector<double>* const kBounds = new std::vector<double>{
-      0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
-      0.025,   0.05,   0.1,     0.25,   0.5,   1,      2.5,   5,     10};
+  static const std::vector<double>* const kBounds =
+      new std::vector<double>{0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                              0.05,    0.1,    0.25,    0.5,    1,     2.5,    5,     10};
   return *kBounds;
 }
 
@@ -117,8 +117,7 @@ Histogram::Snapshot Histogram::snapshot() const {
   return s;
 }
 
-void ModelStats::RecordEnded(Method method, EndCause cause, EndStage stage,
-                             absl::StatusCode code) {
+void ModelStats::RecordEnded(Method method, EndCause cause, EndStage stage, absl::StatusCode code) {
   const int m = static_cast<int>(method);
   ended_[(m * kNumEndCauses + static_cast<int>(cause)) * kNumEndStages + static_cast<int>(stage)]
       .fetch_add(1, std::memory_order_relaxed);

@@ -41,9 +41,9 @@ inline constexpr int kNumEndStages = 3;
 enum class Method { kPredict, kPredictStream };
 inline constexpr int kNumMethods = 2;
 
-absl::string_view EndCauseName(EndCause cause);  // "completed", "client_cancelled", ...
-absl::string_view EndStageName(EndStage stage);  // "admission", "queued", "running"
-absl::string_view MethodName(Method method);     // "Predict", "PredictStream"
+absl::string_view EndCauseName(EndCause cause);           // "completed", "client_cancelled", ...
+absl::string_view EndStageName(EndStage stage);           // "admission", "queued", "running"
+absl::string_view MethodName(Method method);              // "Predict", "PredictStream"
 absl::string_view StatusCodeName(absl::StatusCode code);  // "OK", "CANCELLED", ...
 
 // Histogram: cumulative fixed-bucket histogram of durations, in seconds.

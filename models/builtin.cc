@@ -43,8 +43,8 @@ absl::Status RegisterBuiltinModels(const BuiltinModelOptions& options, ModelRegi
       status = registry->Register(
           "charlm", std::make_unique<CharLmModel>(std::move(corpus), options.charlm_order));
     } else {
-      status = absl::InvalidArgumentError(absl::StrCat(
-          "there is no built-in model named \"", name, "\"; choose from charlm, echo, synthetic"));
+      status = absl::InvalidArgumentError(absl::StrCat("there is no built-in model named \"", name,
+                                                       "\"; choose from charlm, echo, synthetic"));
     }
     if (!status.ok()) return status;
   }

@@ -36,10 +36,9 @@ TEST(EchoTest, BinaryInputIsPreserved) {
 
 TEST(EchoTest, ZeroChunkBytesIsInvalid) {
   EchoModel model;
-  EXPECT_EQ(RunModel(model, MakeRequest("echo", "x", {{"chunk_bytes", IntParam(0)}}))
-                .status()
-                .code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      RunModel(model, MakeRequest("echo", "x", {{"chunk_bytes", IntParam(0)}})).status().code(),
+      absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace

@@ -118,8 +118,8 @@ class Model : public ModelBase {
   // Runs on the worker thread right after the chunk is produced.
   virtual absl::StatusOr<std::string> Encode(Output chunk) const = 0;
 
-  absl::StatusOr<std::unique_ptr<PreparedCall>> Prepare(
-      absl::string_view model_name, const v1::PredictRequest& request) final;
+  absl::StatusOr<std::unique_ptr<PreparedCall>> Prepare(absl::string_view model_name,
+                                                        const v1::PredictRequest& request) final;
 
  private:
   class Prepared;
@@ -169,8 +169,7 @@ class Model<Input, Output>::Prepared final : public PreparedCall {
         model_->Predict(std::move(input_), cancel);
     if (!inner.ok()) return inner.status();
     if (*inner == nullptr) return absl::InternalError("Predict returned a null generator");
-    return std::unique_ptr<EncodedGenerator>(
-        std::make_unique<Encoding>(model_, *std::move(inner)));
+    return std::unique_ptr<EncodedGenerator>(std::make_unique<Encoding>(model_, *std::move(inner)));
   }
 
  private:

@@ -45,8 +45,8 @@ ParameterSpec ParameterSpec::Int64(std::string name, int64_t default_value, int6
   return spec;
 }
 
-ParameterSpec ParameterSpec::Double(std::string name, double default_value, double min,
-                                    double max, std::string description) {
+ParameterSpec ParameterSpec::Double(std::string name, double default_value, double min, double max,
+                                    std::string description) {
   CHECK_LE(min, max) << name;
   CHECK(default_value >= min && default_value <= max) << name << ": default out of range";
   ParameterSpec spec(std::move(name), Type::kDouble, default_value, std::move(description));
@@ -55,8 +55,8 @@ ParameterSpec ParameterSpec::Double(std::string name, double default_value, doub
   return spec;
 }
 
-ParameterSpec ParameterSpec::String(std::string name, std::string default_value,
-                                    size_t max_length, std::string description) {
+ParameterSpec ParameterSpec::String(std::string name, std::string default_value, size_t max_length,
+                                    std::string description) {
   CHECK_LE(default_value.size(), max_length) << name;
   ParameterSpec spec(std::move(name), Type::kString, std::move(default_value),
                      std::move(description));
@@ -101,8 +101,8 @@ absl::StatusOr<ParameterSpec::Value> ParameterSpec::Check(absl::string_view mode
                                                           const v1::Parameter& param) const {
   auto wrong_type = [&]() {
     return absl::InvalidArgumentError(absl::StrCat("parameter ", name_, " of model ", model,
-                                                   " must be set as ", type_name(),
-                                                   "_param, got ", SentField(param)));
+                                                   " must be set as ", type_name(), "_param, got ",
+                                                   SentField(param)));
   };
   switch (type_) {
     case Type::kBool:
@@ -131,18 +131,17 @@ absl::StatusOr<ParameterSpec::Value> ParameterSpec::Check(absl::string_view mode
       }
       if (!std::isfinite(v) || v < double_min_ || v > double_max_) {
         return absl::InvalidArgumentError(absl::StrCat(
-            "parameter ", name_, " of model ", model, " must be ", FormatDouble(double_min_),
-            "..", FormatDouble(double_max_), ", got ", FormatDouble(v)));
+            "parameter ", name_, " of model ", model, " must be ", FormatDouble(double_min_), "..",
+            FormatDouble(double_max_), ", got ", FormatDouble(v)));
       }
       return Value(v);
     }
     case Type::kString: {
       if (!param.has_string_param()) return wrong_type();
       if (param.string_param().size() > max_length_) {
-        return absl::InvalidArgumentError(absl::StrCat("parameter ", name_, " of model ", model,
-                                                       " must be at most ", max_length_,
-                                                       " bytes, got ",
-                                                       param.string_param().size()));
+        return absl::InvalidArgumentError(
+            absl::StrCat("parameter ", name_, " of model ", model, " must be at most ", max_length_,
+                         " bytes, got ", param.string_param().size()));
       }
       return Value(param.string_param());
     }
@@ -178,7 +177,8 @@ ParameterSchema::ParameterSchema(std::initializer_list<ParameterSpec> specs) : s
 }
 
 absl::StatusOr<ParameterValues> ParameterSchema::Parse(
-    absl::string_view model, const google::protobuf::Map<std::string, v1::Parameter>& params) const {
+    absl::string_view model,
+    const google::protobuf::Map<std::string, v1::Parameter>& params) const {
   ParameterValues values;
   for (const ParameterSpec& spec : specs_) {
     values.values_.emplace(spec.name(), ParameterValues::Entry{spec.default_value(), false});
@@ -188,9 +188,9 @@ absl::StatusOr<ParameterValues> ParameterSchema::Parse(
     if (it == values.values_.end()) {
       std::vector<std::string> known;
       for (const ParameterSpec& spec : specs_) known.push_back(spec.name());
-      return absl::InvalidArgumentError(absl::StrCat(
-          "model ", model, " has no parameter named \"", absl::CEscape(name), "\"; it accepts: ",
-          known.empty() ? "none" : absl::StrJoin(known, ", ")));
+      return absl::InvalidArgumentError(
+          absl::StrCat("model ", model, " has no parameter named \"", absl::CEscape(name),
+                       "\"; it accepts: ", known.empty() ? "none" : absl::StrJoin(known, ", ")));
     }
     const ParameterSpec* spec = nullptr;
     for (const ParameterSpec& s : specs_) {

@@ -46,7 +46,9 @@ class ParameterSpec {
 
  private:
   ParameterSpec(std::string name, Type type, Value default_value, std::string description)
-      : name_(std::move(name)), type_(type), default_(std::move(default_value)),
+      : name_(std::move(name)),
+        type_(type),
+        default_(std::move(default_value)),
         description_(std::move(description)) {}
 
   std::string name_;
@@ -90,7 +92,8 @@ class ParameterSchema {
   // Parse: validates `params` for `model`. Unknown names, wrong types and out
   // of range values are INVALID_ARGUMENT with a message saying what to send.
   absl::StatusOr<ParameterValues> Parse(
-      absl::string_view model, const google::protobuf::Map<std::string, v1::Parameter>& params) const;
+      absl::string_view model,
+      const google::protobuf::Map<std::string, v1::Parameter>& params) const;
 
   const std::vector<ParameterSpec>& specs() const { return specs_; }
 

@@ -28,8 +28,8 @@ absl::Status ModelRegistry::Register(std::string name, std::unique_ptr<ModelBase
   }
   auto [it, inserted] = models_.emplace(std::move(name), std::move(model));
   if (!inserted) {
-    return absl::AlreadyExistsError(absl::StrCat("a model named ", it->first,
-                                                 " is already registered"));
+    return absl::AlreadyExistsError(
+        absl::StrCat("a model named ", it->first, " is already registered"));
   }
   return absl::OkStatus();
 }

@@ -31,16 +31,15 @@ const char* __tsan_default_options() {
 //     detached thread after main has returned; sluice's threads are
 //     std::threads that it always joins, and are still reported.
 const char* __tsan_default_suppressions() {
-  return
-      "race_top:grpc::\n"
-      "race_top:google::protobuf::\n"
-      "race:grpc::ServerWriteReactor*::InternalBindWriter\n"
-      "race:grpc::ServerUnaryReactor::InternalBindCall\n"
-      "race:*ServerCallbackWriterImpl::~ServerCallbackWriterImpl\n"
-      "race:*ServerCallbackUnaryImpl::~ServerCallbackUnaryImpl\n"
-      "race:grpc::internal::CallOpSet*::FinalizeResult\n"
-      "race:*CallbackCallTag::ContinueRunAfterInterception()::{lambda()\n"
-      "thread:grpc_core::Thread::Thread\n";
+  return "race_top:grpc::\n"
+         "race_top:google::protobuf::\n"
+         "race:grpc::ServerWriteReactor*::InternalBindWriter\n"
+         "race:grpc::ServerUnaryReactor::InternalBindCall\n"
+         "race:*ServerCallbackWriterImpl::~ServerCallbackWriterImpl\n"
+         "race:*ServerCallbackUnaryImpl::~ServerCallbackUnaryImpl\n"
+         "race:grpc::internal::CallOpSet*::FinalizeResult\n"
+         "race:*CallbackCallTag::ContinueRunAfterInterception()::{lambda()\n"
+         "thread:grpc_core::Thread::Thread\n";
 }
 
 }  // extern "C"

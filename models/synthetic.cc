@@ -111,8 +111,8 @@ class SyntheticModel::Gen final : public Generator<std::string> {
           absl::StrCat("synthetic failure at chunk ", index, " (requested by fail_at)")));
     }
     if (index == input_.throw_at) {
-      throw std::runtime_error(absl::StrCat("synthetic exception at chunk ", index,
-                                            " (requested by throw_at)"));
+      throw std::runtime_error(
+          absl::StrCat("synthetic exception at chunk ", index, " (requested by throw_at)"));
     }
     if (index == input_.hang_at) {
       // A step that hangs until somebody gives up on the call (e.g. its deadline).

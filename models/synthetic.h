@@ -40,9 +40,9 @@ class SyntheticModel final : public Model<SyntheticInput, std::string> {
   // Release: what one generator did, reported when it is destroyed.
   struct Release {
     std::string request_id;
-    int64_t chunks = 0;          // chunks produced
-    bool cancelled = false;      // the token was cancelled when it was released
-    absl::Time cancel_seen_at;   // first time a step saw the token cancelled (or InfinitePast)
+    int64_t chunks = 0;         // chunks produced
+    bool cancelled = false;     // the token was cancelled when it was released
+    absl::Time cancel_seen_at;  // first time a step saw the token cancelled (or InfinitePast)
     absl::Time released_at;
   };
 
@@ -52,7 +52,7 @@ class SyntheticModel final : public Model<SyntheticInput, std::string> {
     int64_t started() const;   // generators created (Predict calls)
     int64_t released() const;  // generators destroyed
     int64_t live() const { return started() - released(); }
-    int64_t chunks() const;    // chunks produced, over all generators
+    int64_t chunks() const;  // chunks produced, over all generators
     // steps_after_cancel: Next calls that began with the token already
     // cancelled. The framework stops calling Next as soon as it learns of a
     // cancel, so this is at most one per call: a cancel that lands between

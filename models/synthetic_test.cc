@@ -33,7 +33,8 @@ TEST(SyntheticTest, EmitsTokensChunksThenLength) {
 TEST(SyntheticTest, ChunkBytesSetsChunkSize) {
   SyntheticModel model;
   absl::StatusOr<testing::ModelRun> run = RunModel(
-      model, MakeRequest("synthetic", "", {{"tokens", IntParam(2)}, {"chunk_bytes", IntParam(100)}}));
+      model,
+      MakeRequest("synthetic", "", {{"tokens", IntParam(2)}, {"chunk_bytes", IntParam(100)}}));
   ASSERT_TRUE(run.ok()) << run.status();
   ASSERT_EQ(run->chunks.size(), 2u);
   EXPECT_EQ(run->chunks[0].size(), 100u);
@@ -42,9 +43,10 @@ TEST(SyntheticTest, ChunkBytesSetsChunkSize) {
 TEST(SyntheticTest, TokenCostBurnsCpuNotWallTime) {
   SyntheticModel model;
   const absl::Duration before = ThreadCpu();
-  ASSERT_TRUE(RunModel(model, MakeRequest("synthetic", "",
-                                          {{"tokens", IntParam(5)}, {"token_cost_us", IntParam(2000)}}))
-                  .ok());
+  ASSERT_TRUE(
+      RunModel(model, MakeRequest("synthetic", "",
+                                  {{"tokens", IntParam(5)}, {"token_cost_us", IntParam(2000)}}))
+          .ok());
   // 5 × 2 ms of this thread's CPU clock, measured by the model and by us.
   EXPECT_GE(ThreadCpu() - before, absl::Milliseconds(10));
   EXPECT_GE(model.stats().cpu_burned(), absl::Milliseconds(10));
@@ -78,9 +80,9 @@ TEST(SyntheticTest, ThrowAtThrows) {
 TEST(SyntheticTest, HangAtBlocksUntilDeadline) {
   SyntheticModel model;
   CancellationSource source(absl::Now() + absl::Milliseconds(50));
-  absl::StatusOr<testing::ModelRun> run =
-      RunModel(model, MakeRequest("synthetic", "", {{"tokens", IntParam(5)}, {"hang_at", IntParam(1)}}),
-               source.token());
+  absl::StatusOr<testing::ModelRun> run = RunModel(
+      model, MakeRequest("synthetic", "", {{"tokens", IntParam(5)}, {"hang_at", IntParam(1)}}),
+      source.token());
   // The hanging step returns once the deadline passes; the model then keeps
   // going (the framework, not the model, discards steps after a cancel).
   EXPECT_TRUE(run.ok());
@@ -92,7 +94,8 @@ TEST(SyntheticTest, StepsAfterCancelAreCounted) {
   CancellationSource source;
   source.Cancel();
   ASSERT_TRUE(
-      RunModel(model, MakeRequest("synthetic", "", {{"tokens", IntParam(2)}}), source.token()).ok());
+      RunModel(model, MakeRequest("synthetic", "", {{"tokens", IntParam(2)}}), source.token())
+          .ok());
   EXPECT_EQ(model.stats().steps_after_cancel(), 3);  // two chunks and the final Done
 }
 
@@ -100,7 +103,8 @@ TEST(SyntheticTest, IntervalPacesChunksWithWaitUntil) {
   SyntheticModel model;
   absl::StatusOr<std::unique_ptr<PreparedCall>> prepared = model.Prepare(
       "synthetic",
-      MakeRequest("synthetic", "", {{"tokens", IntParam(2)}, {"token_interval_us", IntParam(60'000'000)}}));
+      MakeRequest("synthetic", "",
+                  {{"tokens", IntParam(2)}, {"token_interval_us", IntParam(60'000'000)}}));
   ASSERT_TRUE(prepared.ok());
   absl::StatusOr<std::unique_ptr<EncodedGenerator>> gen = (*prepared)->Start(CancellationToken());
   ASSERT_TRUE(gen.ok());
@@ -113,8 +117,8 @@ TEST(SyntheticTest, IntervalPacesChunksWithWaitUntil) {
 TEST(SyntheticTest, FaultsCanBeDisallowed) {
   SyntheticModel model(/*allow_faults=*/false);
   for (const char* fault : {"fail_at", "throw_at", "hang_at"}) {
-    absl::StatusOr<testing::ModelRun> run =
-        RunModel(model, MakeRequest("synthetic", "", {{"tokens", IntParam(3)}, {fault, IntParam(1)}}));
+    absl::StatusOr<testing::ModelRun> run = RunModel(
+        model, MakeRequest("synthetic", "", {{"tokens", IntParam(3)}, {fault, IntParam(1)}}));
     EXPECT_EQ(run.status().code(), absl::StatusCode::kInvalidArgument) << fault;
   }
   EXPECT_TRUE(RunModel(model, MakeRequest("synthetic", "", {{"tokens", IntParam(3)}})).ok());

@@ -137,8 +137,8 @@ void ExpositionWriter::Declare(absl::string_view name, MetricType type, absl::st
   for (const Family& other : families_) {
     for (const std::string& theirs : SeriesNames(other.name, other.type)) {
       if (std::find(mine.begin(), mine.end(), theirs) != mine.end()) {
-        return Fail(absl::StrCat("metric family \"", name, "\" clashes with family \"",
-                                 other.name, "\" (both write series named \"", theirs, "\")"));
+        return Fail(absl::StrCat("metric family \"", name, "\" clashes with family \"", other.name,
+                                 "\" (both write series named \"", theirs, "\")"));
       }
     }
   }

@@ -15,7 +15,6 @@
 namespace sluice {
 namespace {
 
-
 // How long after a client-side cancel its connection is looked at again.
 constexpr absl::Duration kReprobeDelay = absl::Milliseconds(250);
 
@@ -92,14 +91,14 @@ class PredictStreamReactor final : public grpc::ServerWriteReactor<v1::PredictCh
   PredictStreamReactor(InferenceService* service, grpc::CallbackServerContext* context,
                        const v1::PredictRequest& request)
       : core_(service, context, Method::kPredictStream), sink_(this) {
-    absl::Status status =
-        core_.Start(request, [this](InferenceService::Admission admission, Call::EndedCallback done) {
-          auto call = StreamCall::Create(std::move(admission.options), std::move(admission.prepared),
-                                         admission.served->executor.get(), admission.timers,
-                                         admission.served->stats.get(), &sink_, std::move(done));
-          stream_call_ = call.get();
-          return call;
-        });
+    absl::Status status = core_.Start(request, [this](InferenceService::Admission admission,
+                                                      Call::EndedCallback done) {
+      auto call = StreamCall::Create(std::move(admission.options), std::move(admission.prepared),
+                                     admission.served->executor.get(), admission.timers,
+                                     admission.served->stats.get(), &sink_, std::move(done));
+      stream_call_ = call.get();
+      return call;
+    });
     if (!status.ok()) Finish(ToGrpcStatus(status));
     SLUICE_HAPPENS_BEFORE(this);  // construction precedes every reaction
   }
@@ -153,8 +152,8 @@ class PredictUnaryReactor final : public grpc::ServerUnaryReactor {
   PredictUnaryReactor(InferenceService* service, grpc::CallbackServerContext* context,
                       const v1::PredictRequest& request, v1::PredictResponse* response)
       : core_(service, context, Method::kPredict), response_(response), sink_(this) {
-    absl::Status status =
-        core_.Start(request, [this](InferenceService::Admission admission, Call::EndedCallback done) {
+    absl::Status status = core_.Start(
+        request, [this](InferenceService::Admission admission, Call::EndedCallback done) {
           return UnaryCall::Create(std::move(admission.options), std::move(admission.prepared),
                                    admission.served->executor.get(), admission.timers,
                                    admission.served->stats.get(), &sink_, std::move(done));
@@ -232,9 +231,9 @@ absl::StatusOr<InferenceService::Admission> InferenceService::Admit(
       return absl::InvalidArgumentError(absl::StrCat(
           "PredictRequest.model is empty; set it to one of: ", absl::StrJoin(names, ", ")));
     }
-    return absl::NotFoundError(absl::StrCat("no model named \"",
-                                            absl::CHexEscape(request.model().substr(0, 128)),
-                                            "\"; this server serves: ", absl::StrJoin(names, ", ")));
+    return absl::NotFoundError(
+        absl::StrCat("no model named \"", absl::CHexEscape(request.model().substr(0, 128)),
+                     "\"; this server serves: ", absl::StrJoin(names, ", ")));
   }
   ServedModel* served = &it->second;
   const absl::Time deadline = DeadlineOf(context);
@@ -245,7 +244,8 @@ absl::StatusOr<InferenceService::Admission> InferenceService::Admit(
   try {
     prepared = served->model->Prepare(served->name, request);
   } catch (const std::exception& e) {
-    prepared = absl::InternalError(absl::StrCat("model ", served->name, " threw from Decode: ", e.what()));
+    prepared =
+        absl::InternalError(absl::StrCat("model ", served->name, " threw from Decode: ", e.what()));
   } catch (...) {
     prepared = absl::InternalError(absl::StrCat("model ", served->name, " threw from Decode"));
   }
@@ -269,7 +269,6 @@ absl::StatusOr<InferenceService::Admission> InferenceService::Admit(
   admission.timers = timers_;
   return admission;
 }
-
 
 ModelStats* InferenceService::StatsFor(absl::string_view model) const {
   auto it = models_->find(model);
@@ -342,8 +341,7 @@ void InferenceService::Account(const CallSummary& summary) {
           << " code=" << StatusCodeName(summary.status.code()) << " chunks=" << summary.chunks
           << " chunks_after_cancel=" << summary.chunks_after_cancel
           << " queue_ms=" << absl::ToDoubleMilliseconds(summary.queue_time)
-          << " run_ms=" << absl::ToDoubleMilliseconds(summary.run_time)
-          << " peer=" << summary.peer;
+          << " run_ms=" << absl::ToDoubleMilliseconds(summary.run_time) << " peer=" << summary.peer;
 }
 
 void InferenceService::RecordRejected(ModelStats* stats, Method method,

@@ -11,7 +11,8 @@
 ABSL_FLAG(std::string, charlm_corpus, "",
           "Training text for the charlm model; empty uses the corpus built into the binary.");
 ABSL_FLAG(int, charlm_order, 5, "n-gram order of the charlm model (1..12).");
-ABSL_FLAG(std::vector<std::string>, builtin_models, std::vector<std::string>({"charlm", "echo", "synthetic"}),
+ABSL_FLAG(std::vector<std::string>, builtin_models,
+          std::vector<std::string>({"charlm", "echo", "synthetic"}),
           "The built-in models to serve, comma-separated.");
 ABSL_FLAG(bool, synthetic_fault_injection, false,
           "Let clients inject faults into the synthetic model (fail_at, throw_at, hang_at). For "

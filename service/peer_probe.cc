@@ -19,8 +19,8 @@
 #include <vector>
 
 #include "absl/strings/ascii.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
@@ -91,7 +91,7 @@ Lookup LookupTcp(int family, const unsigned char* local_ip, uint16_t local_port,
       } else if (reply->nlmsg_type == SOCK_DIAG_BY_FAMILY) {
         const auto* socket_info = static_cast<const inet_diag_msg*>(NLMSG_DATA(reply));
         result = socket_info->idiag_state == TCP_ESTABLISHED ? Lookup::kEstablished
-                                                              : Lookup::kOtherState;
+                                                             : Lookup::kOtherState;
       }
     }
   }
@@ -238,7 +238,8 @@ std::shared_ptr<const PeerProbe::Local> PeerProbe::local() const {
 
 void PeerProbe::FindLocalAddresses(absl::string_view host, std::vector<Address>* out) {
   std::string name(host);
-  if (!name.empty() && name.front() == '[' && name.back() == ']') name = name.substr(1, name.size() - 2);
+  if (!name.empty() && name.front() == '[' && name.back() == ']')
+    name = name.substr(1, name.size() - 2);
   Address address;
   if (inet_pton(AF_INET, name.c_str(), address.ip) == 1) {
     address.family = AF_INET;
@@ -248,7 +249,8 @@ void PeerProbe::FindLocalAddresses(absl::string_view host, std::vector<Address>*
   const bool wildcard =
       address.family == 0 ||
       (address.family == AF_INET && std::memcmp(address.ip, "\0\0\0\0", 4) == 0) ||
-      (address.family == AF_INET6 && IN6_IS_ADDR_UNSPECIFIED(reinterpret_cast<in6_addr*>(address.ip)));
+      (address.family == AF_INET6 &&
+       IN6_IS_ADDR_UNSPECIFIED(reinterpret_cast<in6_addr*>(address.ip)));
   if (!wildcard) {
     out->push_back(address);
     return;

@@ -56,7 +56,7 @@ class PeerProbe {
 
  private:
   struct Address {
-    int family = 0;          // AF_INET or AF_INET6
+    int family = 0;             // AF_INET or AF_INET6
     unsigned char ip[16] = {};  // 4 or 16 bytes, network order
   };
 

@@ -59,7 +59,8 @@ absl::Status Validate(const ServerOptions& o) {
   }
   if (o.stream_buffer_chunks < 1) return invalid("stream_buffer_chunks must be at least 1");
   if (o.stream_buffer_bytes < 1) return invalid("stream_buffer_bytes must be at least 1");
-  if (o.write_stall_timeout <= absl::ZeroDuration()) return invalid("write_stall_timeout must be positive");
+  if (o.write_stall_timeout <= absl::ZeroDuration())
+    return invalid("write_stall_timeout must be positive");
   if (o.max_receive_message_bytes < 1) return invalid("max_receive_message_bytes must be positive");
   if (o.max_concurrent_streams_per_connection < 1) {
     return invalid("max_concurrent_streams_per_connection must be positive");
@@ -68,9 +69,12 @@ absl::Status Validate(const ServerOptions& o) {
     return invalid("keepalive_time and keepalive_timeout must be positive");
   }
   auto check = [&](const std::string& who, const ExecutorOptions& e) -> absl::Status {
-    if (e.workers < 1 || e.workers > 1024) return invalid(who, ": workers must be 1..1024, got ", e.workers);
-    if (e.max_active < 1) return invalid(who, ": max_active must be at least 1, got ", e.max_active);
-    if (e.queue_capacity < 0) return invalid(who, ": queue_capacity must be at least 0, got ", e.queue_capacity);
+    if (e.workers < 1 || e.workers > 1024)
+      return invalid(who, ": workers must be 1..1024, got ", e.workers);
+    if (e.max_active < 1)
+      return invalid(who, ": max_active must be at least 1, got ", e.max_active);
+    if (e.queue_capacity < 0)
+      return invalid(who, ": queue_capacity must be at least 0, got ", e.queue_capacity);
     return absl::OkStatus();
   };
   if (absl::Status s = check("model defaults", o.model_defaults); !s.ok()) return s;
@@ -92,8 +96,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(ServerOptions options,
   for (const auto& entry : options.model_overrides) {
     if (registry.Find(entry.first) == nullptr) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "options were given for model ", entry.first, ", which is not registered; models: ",
-          absl::StrJoin(registry.names(), ", ")));
+          "options were given for model ", entry.first,
+          ", which is not registered; models: ", absl::StrJoin(registry.names(), ", ")));
     }
   }
   auto server = absl::WrapUnique(new Server(std::move(options), std::move(registry)));
@@ -151,8 +155,7 @@ absl::Status Server::Init() {
   limits.write_stall_timeout = options_.write_stall_timeout;
   limits.max_unary_output_bytes = options_.max_unary_output_bytes;
   service_ = std::make_unique<InferenceService>(
-      limits, &models_, timers_.get(), unknown_model_stats_.get(), probe_.get(),
-      auth_.get());
+      limits, &models_, timers_.get(), unknown_model_stats_.get(), probe_.get(), auth_.get());
 
   if (options_.metrics_port >= 0) {
     absl::StatusOr<std::unique_ptr<MetricsHttpServer>> metrics = MetricsHttpServer::Start(
@@ -184,8 +187,8 @@ absl::Status Server::Init() {
   builder.RegisterService(service_.get());
   grpc_server_ = builder.BuildAndStart();
   if (grpc_server_ == nullptr || port_ == 0) {
-    return absl::UnavailableError(absl::StrCat("cannot listen on ", address,
-                                               " (address in use or not available?)"));
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on ", address, " (address in use or not available?)"));
   }
   probe_->set_local_address(options_.host, port_);
 

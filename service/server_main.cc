@@ -98,8 +98,8 @@ absl::StatusOr<std::map<std::string, ExecutorOptions>> ParseModelOptions(
         absl::StrSplit(entry, absl::MaxSplits(':', 1));
     const std::string name(absl::StripAsciiWhitespace(name_rest.first));
     if (name.empty() || entry.find(':') == absl::string_view::npos) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--model_options entry \"", entry, "\" must look like name:key=value,key=value"));
+      return absl::InvalidArgumentError(absl::StrCat("--model_options entry \"", entry,
+                                                     "\" must look like name:key=value,key=value"));
     }
     ExecutorOptions options = defaults;
     for (absl::string_view kv : absl::StrSplit(name_rest.second, ',', absl::SkipWhitespace())) {
@@ -108,8 +108,8 @@ absl::StatusOr<std::map<std::string, ExecutorOptions>> ParseModelOptions(
       const absl::string_view key = absl::StripAsciiWhitespace(key_value.first);
       int value;
       if (!absl::SimpleAtoi(absl::StripAsciiWhitespace(key_value.second), &value)) {
-        return absl::InvalidArgumentError(absl::StrCat("--model_options for ", name, ": \"", kv,
-                                                       "\" needs an integer value"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("--model_options for ", name, ": \"", kv, "\" needs an integer value"));
       }
       if (key == "workers") {
         options.workers = value;
@@ -118,9 +118,9 @@ absl::StatusOr<std::map<std::string, ExecutorOptions>> ParseModelOptions(
       } else if (key == "queue_capacity") {
         options.queue_capacity = value;
       } else {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "--model_options for ", name, ": unknown key \"", key,
-            "\"; use workers, max_active or queue_capacity"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("--model_options for ", name, ": unknown key \"", key,
+                         "\"; use workers, max_active or queue_capacity"));
       }
     }
     if (!out.emplace(name, options).second) {
@@ -160,7 +160,8 @@ absl::StatusOr<ServerOptions> ServerOptionsFromFlags() {
   if (buffer < 1) return absl::InvalidArgumentError("--stream_buffer_chunks must be at least 1");
   options.stream_buffer_chunks = static_cast<size_t>(buffer);
   const int64_t buffer_bytes = absl::GetFlag(FLAGS_stream_buffer_bytes);
-  if (buffer_bytes < 1) return absl::InvalidArgumentError("--stream_buffer_bytes must be at least 1");
+  if (buffer_bytes < 1)
+    return absl::InvalidArgumentError("--stream_buffer_bytes must be at least 1");
   options.stream_buffer_bytes = static_cast<size_t>(buffer_bytes);
   options.write_stall_timeout = absl::Milliseconds(absl::GetFlag(FLAGS_write_stall_timeout_ms));
   const int64_t unary = absl::GetFlag(FLAGS_max_unary_output_bytes);
@@ -208,11 +209,13 @@ int ServerMain(int argc, char** argv,
     LOG(ERROR) << "cannot start: " << server.status();
     return 1;
   }
-  LOG(INFO) << "listening on " << (*server)->target() << "; try: sluice_cli --target="
-            << (*server)->target() << " --model=charlm --input='The river' --stream";
+  LOG(INFO) << "listening on " << (*server)->target()
+            << "; try: sluice_cli --target=" << (*server)->target()
+            << " --model=charlm --input='The river' --stream";
   // The metrics port first: --port_file appearing means the server is ready.
   for (const auto& [path, port] :
-       {std::pair<std::string, int>{absl::GetFlag(FLAGS_metrics_port_file), (*server)->metrics_port()},
+       {std::pair<std::string, int>{absl::GetFlag(FLAGS_metrics_port_file),
+                                    (*server)->metrics_port()},
         std::pair<std::string, int>{absl::GetFlag(FLAGS_port_file), (*server)->port()}}) {
     if (path.empty()) continue;
     if (absl::Status s = WritePortFile(path, port); !s.ok()) {

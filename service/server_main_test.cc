@@ -10,8 +10,8 @@ using ::testing::HasSubstr;
 
 TEST(ParseModelOptionsTest, OverridesOnlyTheKeysGiven) {
   ExecutorOptions defaults{2, 256, 1024};
-  auto parsed = ParseModelOptions("synthetic:workers=4,max_active=64; charlm:queue_capacity=8",
-                                  defaults);
+  auto parsed =
+      ParseModelOptions("synthetic:workers=4,max_active=64; charlm:queue_capacity=8", defaults);
   ASSERT_TRUE(parsed.ok()) << parsed.status();
   ASSERT_EQ(parsed->size(), 2u);
   EXPECT_EQ(parsed->at("synthetic").workers, 4);
@@ -32,8 +32,7 @@ TEST(ParseModelOptionsTest, MistakesSayWhatIsWrong) {
               HasSubstr("unknown key \"workrs\""));
   EXPECT_THAT(ParseModelOptions("synthetic:workers=four", {}).status().message(),
               HasSubstr("needs an integer"));
-  EXPECT_THAT(ParseModelOptions("synthetic", {}).status().message(),
-              HasSubstr("name:key=value"));
+  EXPECT_THAT(ParseModelOptions("synthetic", {}).status().message(), HasSubstr("name:key=value"));
   EXPECT_THAT(ParseModelOptions("a:workers=1;a:workers=2", {}).status().message(),
               HasSubstr("twice"));
 }

@@ -11,8 +11,8 @@
 #include <string>
 #include <vector>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
@@ -131,8 +131,8 @@ TEST(BinariesTest, StockServerServesTheBuiltinModels) {
   ASSERT_TRUE(models.ok());
   ASSERT_EQ(models->models_size(), 3);
   EXPECT_EQ(models->models(0).workers(), 1u);
-  absl::StatusOr<v1::PredictResponse> text = server.client().Predict(MakeRequest(
-      "charlm", "The", {{"max_tokens", IntParam(40)}, {"seed", IntParam(1)}}));
+  absl::StatusOr<v1::PredictResponse> text = server.client().Predict(
+      MakeRequest("charlm", "The", {{"max_tokens", IntParam(40)}, {"seed", IntParam(1)}}));
   ASSERT_TRUE(text.ok()) << text.status();
   EXPECT_FALSE(text->output().empty());
   server.process().Kill(SIGINT);
@@ -143,8 +143,7 @@ TEST(BinariesTest, StockServerServesTheBuiltinModels) {
 
 // CountLines: lines of `log` that contain `text` and, if `severity` is given,
 // are of that glog severity (I, W, E, F: the first letter of the line).
-int CountLines(const std::vector<std::string>& log, absl::string_view text,
-               char severity = '\0') {
+int CountLines(const std::vector<std::string>& log, absl::string_view text, char severity = '\0') {
   int n = 0;
   for (const std::string& line : log) {
     if (absl::StrContains(line, text) && (severity == '\0' || line[0] == severity)) ++n;
@@ -184,12 +183,12 @@ TEST(BinariesTest, VlogOneLogsEachEndedCallOnceAndModelErrorsAtError) {
   ServerProcess server("service/sluice_server", {"--vlog=1", "--synthetic_fault_injection"});
   ASSERT_TRUE(server.WaitReady()) << server.process().Stderr();
   EXPECT_TRUE(server.client().PredictStream(MakeRequest("echo", "hello"), {}).status.ok());
-  EXPECT_EQ(server.client()
-                .PredictStream(MakeRequest("synthetic", "", {{"tokens", IntParam(5)},
-                                                             {"fail_at", IntParam(2)}}),
-                               {})
-                .status.error_code(),
-            grpc::StatusCode::INTERNAL);
+  EXPECT_EQ(
+      server.client()
+          .PredictStream(
+              MakeRequest("synthetic", "", {{"tokens", IntParam(5)}, {"fail_at", IntParam(2)}}), {})
+          .status.error_code(),
+      grpc::StatusCode::INTERNAL);
   EXPECT_EQ(server.client().Predict(MakeRequest("nope", "x")).status().code(),
             absl::StatusCode::kNotFound);
 
@@ -203,8 +202,8 @@ TEST(BinariesTest, VlogOneLogsEachEndedCallOnceAndModelErrorsAtError) {
 TEST(BinariesTest, DefaultLogHasNothingPerCallOrChunk) {
   ServerProcess server("service/sluice_server", {});
   ASSERT_TRUE(server.WaitReady()) << server.process().Stderr();
-  StreamResult result = server.client().PredictStream(
-      MakeRequest("synthetic", "", {{"tokens", IntParam(500)}}), {});
+  StreamResult result =
+      server.client().PredictStream(MakeRequest("synthetic", "", {{"tokens", IntParam(500)}}), {});
   ASSERT_TRUE(result.status.ok());
   ASSERT_EQ(result.chunks, 500);
   EXPECT_FALSE(server.client().Predict(MakeRequest("nope", "x")).ok());
@@ -226,9 +225,8 @@ TEST(BinariesTest, TlsAndTokenFromFlagsAndTheCliSpeaksBoth) {
                         "--tls_client_ca=" + pki->ca_cert, "--auth_token_file=" + token_file});
   ASSERT_TRUE(server.WaitReady()) << server.process().Stderr();
   EXPECT_THAT(server.process().Stderr(), HasSubstr("(mutual TLS, bearer token required)"));
-  const std::vector<std::string> tls = {"--tls_ca=" + pki->ca_cert,
-                                        "--tls_cert=" + pki->client_cert,
-                                        "--tls_key=" + pki->client_key};
+  const std::vector<std::string> tls = {
+      "--tls_ca=" + pki->ca_cert, "--tls_cert=" + pki->client_cert, "--tls_key=" + pki->client_key};
   auto cli = [&](std::vector<std::string> args) {
     args.insert(args.begin(), {"--model=echo", "--input=hi"});
     return RunCli(server.target(), args);
@@ -288,12 +286,28 @@ TEST(BinariesTest, HelpDocumentsEveryServerFlag) {
   ASSERT_TRUE(help.ok());
   ASSERT_TRUE((*help)->Wait(kWait).ok());
   const std::string text = (*help)->Stdout();
-  for (const char* flag : {"--host", "--port", "--metrics_port", "--tls_cert", "--tls_key",
-                           "--tls_client_ca", "--auth_token_file", "--workers", "--max_active",
-                           "--queue_capacity", "--model_options", "--stream_buffer_chunks", "--write_stall_timeout_ms",
-                           "--keepalive_time_ms", "--keepalive_timeout_ms", "--shutdown_grace_ms",
-                           "--charlm_corpus", "--charlm_order", "--builtin_models",
-                           "--synthetic_fault_injection", "--metrics_port", "--tls_cert",
+  for (const char* flag : {"--host",
+                           "--port",
+                           "--metrics_port",
+                           "--tls_cert",
+                           "--tls_key",
+                           "--tls_client_ca",
+                           "--auth_token_file",
+                           "--workers",
+                           "--max_active",
+                           "--queue_capacity",
+                           "--model_options",
+                           "--stream_buffer_chunks",
+                           "--write_stall_timeout_ms",
+                           "--keepalive_time_ms",
+                           "--keepalive_timeout_ms",
+                           "--shutdown_grace_ms",
+                           "--charlm_corpus",
+                           "--charlm_order",
+                           "--builtin_models",
+                           "--synthetic_fault_injection",
+                           "--metrics_port",
+                           "--tls_cert",
                            "--auth_token_file"}) {
     EXPECT_THAT(text, HasSubstr(flag)) << flag;
   }
@@ -321,16 +335,16 @@ TEST(BinariesTest, CliStreamsCancelsAndExitsWithTheStatus) {
   EXPECT_EQ(missing.exit_code, 1);
   EXPECT_THAT(missing.err, HasSubstr("status=NOT_FOUND"));
 
-  CliRun cancelled = RunCli(server.target(), {"--model=synthetic", "--param=tokens=100000",
-                                              "--param=token_cost_us=1000", "--stream",
-                                              "--cancel_after_chunks=3"});
+  CliRun cancelled = RunCli(
+      server.target(), {"--model=synthetic", "--param=tokens=100000", "--param=token_cost_us=1000",
+                        "--stream", "--cancel_after_chunks=3"});
   EXPECT_EQ(cancelled.exit_code, 1);
   EXPECT_THAT(cancelled.err, HasSubstr("status=CANCELLED"));
   EXPECT_THAT(cancelled.err, HasSubstr("cancelled_by=client chunks=3"));
 
-  CliRun timed = RunCli(server.target(), {"--model=synthetic", "--param=tokens=100000",
-                                          "--param=token_cost_us=1000", "--stream",
-                                          "--cancel_after_ms=100", "--quiet"});
+  CliRun timed = RunCli(server.target(),
+                        {"--model=synthetic", "--param=tokens=100000", "--param=token_cost_us=1000",
+                         "--stream", "--cancel_after_ms=100", "--quiet"});
   EXPECT_EQ(timed.exit_code, 1);
   EXPECT_THAT(timed.err, HasSubstr("status=CANCELLED"));
 

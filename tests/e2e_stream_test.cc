@@ -10,8 +10,8 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "models/model_testing.h"
-#include "tools/subprocess.h"
 #include "tests/test_server.h"
+#include "tools/subprocess.h"
 
 namespace sluice::testing {
 namespace {
@@ -46,8 +46,8 @@ class StreamTest : public ::testing::Test {
 };
 
 TEST_F(StreamTest, FullStreamEndsWithFinishReasonAndUsage) {
-  StreamResult result = server_.client().PredictStream(
-      Synthetic({{"tokens", 20}}, "full-1"), StreamOptions());
+  StreamResult result =
+      server_.client().PredictStream(Synthetic({{"tokens", 20}}, "full-1"), StreamOptions());
   ASSERT_TRUE(result.status.ok()) << result.status.error_message();
   EXPECT_EQ(result.chunks, 20);
   EXPECT_EQ(result.finish_reason, v1::FINISH_REASON_LENGTH);
@@ -68,8 +68,8 @@ TEST_F(StreamTest, ChunksArriveInOrderWithIndexes) {
 
 TEST_F(StreamTest, ClientCancelStopsGenerationAtOnce) {
   // The mission's scenario: 3000 tokens of 1 ms each, cancelled after 10.
-  grpc::Status status = StreamAndCancelAfter(
-      Synthetic({{"tokens", 3000}, {"token_cost_us", 1000}}), 10);
+  grpc::Status status =
+      StreamAndCancelAfter(Synthetic({{"tokens", 3000}, {"token_cost_us", 1000}}), 10);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::CANCELLED);
   ExpectGeneratorReleasedWithin(kWait);
   const SyntheticModel::Stats& model = server_.synthetic().stats();
@@ -81,9 +81,9 @@ TEST_F(StreamTest, ClientCancelStopsGenerationAtOnce) {
   EXPECT_LE(model.chunks_after_cancel(), 1);
   EXPECT_LE(model.chunks(), 10 + 8 + 1);
   ASSERT_TRUE(server_.stats().WaitForEndedTotal(1, kWait));
-  EXPECT_EQ(server_.stats().ended(Method::kPredictStream, EndCause::kClientCancelled,
-                                  EndStage::kRunning),
-            1u);
+  EXPECT_EQ(
+      server_.stats().ended(Method::kPredictStream, EndCause::kClientCancelled, EndStage::kRunning),
+      1u);
 }
 
 TEST_F(StreamTest, DeadlineEndsTheStreamAndTheGeneration) {
@@ -145,14 +145,14 @@ TEST_F(StreamTest, BadParameterIsInvalidArgumentAndNeverQueues) {
 }
 
 TEST_F(StreamTest, ModelErrorMidStreamIsInternalAndServerKeepsServing) {
-  StreamResult failed = server_.client().PredictStream(
-      Synthetic({{"tokens", 10}, {"fail_at", 4}}), StreamOptions());
+  StreamResult failed =
+      server_.client().PredictStream(Synthetic({{"tokens", 10}, {"fail_at", 4}}), StreamOptions());
   EXPECT_EQ(failed.status.error_code(), grpc::StatusCode::INTERNAL);
   EXPECT_THAT(failed.status.error_message(), HasSubstr("synthetic failure at chunk 4"));
   EXPECT_EQ(failed.chunks, 4);  // what came before the error was delivered
 
-  StreamResult thrown = server_.client().PredictStream(
-      Synthetic({{"tokens", 10}, {"throw_at", 2}}), StreamOptions());
+  StreamResult thrown =
+      server_.client().PredictStream(Synthetic({{"tokens", 10}, {"throw_at", 2}}), StreamOptions());
   EXPECT_EQ(thrown.status.error_code(), grpc::StatusCode::INTERNAL);
 
   StreamResult after = server_.client().PredictStream(Synthetic({{"tokens", 3}}), StreamOptions());
@@ -168,14 +168,15 @@ TEST_F(StreamTest, ModelThatHangsPastTheDeadlineIsReleasedAndTheServerServesOn) 
   EXPECT_EQ(stream.Finish().error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
   EXPECT_EQ(stream.chunks().size(), 2u);
   ExpectGeneratorReleasedWithin(kWait);
-  EXPECT_TRUE(server_.client().PredictStream(Synthetic({{"tokens", 3}}), StreamOptions()).status.ok());
+  EXPECT_TRUE(
+      server_.client().PredictStream(Synthetic({{"tokens", 3}}), StreamOptions()).status.ok());
   ASSERT_TRUE(server_.stats().WaitForEndedTotal(2, kWait));
   EXPECT_EQ(server_.stats().ended(EndCause::kDeadline), 1u);
 }
 
 TEST_F(StreamTest, UnaryPredictReturnsTheWholeOutput) {
-  absl::StatusOr<v1::PredictResponse> response =
-      server_.client().Predict(MakeRequest("echo", "hello, sluice", {{"chunk_bytes", IntParam(3)}}));
+  absl::StatusOr<v1::PredictResponse> response = server_.client().Predict(
+      MakeRequest("echo", "hello, sluice", {{"chunk_bytes", IntParam(3)}}));
   ASSERT_TRUE(response.ok()) << response.status();
   EXPECT_EQ(response->output(), "hello, sluice");
   EXPECT_EQ(response->model(), "echo");
@@ -193,8 +194,8 @@ TEST_F(StreamTest, UnaryDeadlineStopsTheModel) {
 }
 
 TEST_F(StreamTest, CharLmIsDeterministicForASeed) {
-  v1::PredictRequest request = MakeRequest(
-      "charlm", "The mill", {{"max_tokens", IntParam(80)}, {"seed", IntParam(7)}});
+  v1::PredictRequest request =
+      MakeRequest("charlm", "The mill", {{"max_tokens", IntParam(80)}, {"seed", IntParam(7)}});
   StreamResult a = server_.client().PredictStream(request, StreamOptions());
   StreamResult b = server_.client().PredictStream(request, StreamOptions());
   ASSERT_TRUE(a.status.ok() && b.status.ok());

@@ -15,9 +15,9 @@
 
 #include "absl/strings/strip.h"
 #include "gmock/gmock.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/create_channel.h"
 #include "gtest/gtest.h"
-#include "grpc/health/v1/health.grpc.pb.h"
 #include "models/model_testing.h"
 #include "tests/tcp_relay.h"
 #include "tests/test_server.h"
@@ -58,9 +58,7 @@ class LifecycleTest : public ::testing::Test {
     return stream;
   }
 
-  void ExpectQueued(int n) {
-    EXPECT_TRUE(executor().WaitForQueued(n, absl::Now() + kWait));
-  }
+  void ExpectQueued(int n) { EXPECT_TRUE(executor().WaitForQueued(n, absl::Now() + kWait)); }
 
   // ExpectEnded: the server classified exactly `n` calls this way.
   void ExpectEnded(int total, Method method, EndCause cause, EndStage stage, uint64_t n) {
@@ -78,7 +76,8 @@ TEST_F(LifecycleTest, FullQueueIsRefusedAtOnceNamingModelAndLimit) {
   OpenStream second(server_.client().stub(), Synthetic({{"tokens", 1}}));
   ExpectQueued(2);
   const absl::Time start = absl::Now();
-  StreamResult refused = server_.client().PredictStream(Synthetic({{"tokens", 1}}), StreamOptions());
+  StreamResult refused =
+      server_.client().PredictStream(Synthetic({{"tokens", 1}}), StreamOptions());
   EXPECT_EQ(refused.status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
   EXPECT_THAT(refused.status.error_message(),
               HasSubstr("model synthetic is at capacity: 1 calls running and 2 queued"));
@@ -126,9 +125,9 @@ TEST_F(LifecycleTest, QueuedCallsWhoseClientDiesNeverStart) {
   // One streaming and one unary caller, each a process killed while queued.
   std::vector<std::unique_ptr<Subprocess>> clients;
   for (const char* mode : {"--stream", "--stream=false"}) {
-    absl::StatusOr<std::unique_ptr<Subprocess>> cli = Subprocess::Start(
-        {RunfilePath("client/sluice_cli"), "--target=" + server_.target(), "--model=synthetic",
-         mode, "--param=tokens=5"});
+    absl::StatusOr<std::unique_ptr<Subprocess>> cli =
+        Subprocess::Start({RunfilePath("client/sluice_cli"), "--target=" + server_.target(),
+                           "--model=synthetic", mode, "--param=tokens=5"});
     ASSERT_TRUE(cli.ok());
     clients.push_back(*std::move(cli));
   }
@@ -238,7 +237,8 @@ TEST_F(SlowClientTest, ClientThatStopsReadingIsCancelledAndReleased) {
 TEST_F(SlowClientTest, VanishedPeerIsFoundByKeepaliveAndReleased) {
   absl::StatusOr<std::unique_ptr<TcpRelay>> relay = TcpRelay::Start(server_.server().port());
   ASSERT_TRUE(relay.ok()) << relay.status();
-  SluiceClient via_relay(grpc::CreateChannel((*relay)->target(), grpc::InsecureChannelCredentials()));
+  SluiceClient via_relay(
+      grpc::CreateChannel((*relay)->target(), grpc::InsecureChannelCredentials()));
   OpenStream stream(via_relay.stub(),
                     Synthetic({{"tokens", 1000000}, {"token_interval_us", 20000}}));
   ASSERT_TRUE(stream.ReadChunks(3));
@@ -283,7 +283,8 @@ TEST_F(ShutdownTest, DrainFinishesShortCallsRefusesNewOnesAndCancelsTheRest) {
   // Draining: health says NOT_SERVING, and new calls are refused.
   ASSERT_TRUE(watch->Read(&health_status));
   EXPECT_EQ(health_status.status(), grpc::health::v1::HealthCheckResponse::NOT_SERVING);
-  StreamResult refused = server_.client().PredictStream(Synthetic({{"tokens", 1}}), StreamOptions());
+  StreamResult refused =
+      server_.client().PredictStream(Synthetic({{"tokens", 1}}), StreamOptions());
   EXPECT_EQ(refused.status.error_code(), grpc::StatusCode::UNAVAILABLE);
   EXPECT_THAT(refused.status.error_message(), HasSubstr("shutting down"));
 
@@ -322,13 +323,14 @@ TEST_F(ShutdownTest, SigtermWithActiveStreamsExitsZero) {
   const std::string dir = std::string(std::getenv("TEST_TMPDIR")) + "/sigterm";
   mkdir(dir.c_str(), 0755);
   absl::StatusOr<std::unique_ptr<Subprocess>> process = Subprocess::Start(
-      {RunfilePath("service/sluice_server"), "--port=0", "--port_file=" + dir + "/port", "--metrics_port=-1",
-       "--shutdown_grace_ms=300"});
+      {RunfilePath("service/sluice_server"), "--port=0", "--port_file=" + dir + "/port",
+       "--metrics_port=-1", "--shutdown_grace_ms=300"});
   ASSERT_TRUE(process.ok());
   absl::StatusOr<std::string> port = WaitForFile(dir + "/port", **process, kWait);
   ASSERT_TRUE(port.ok()) << (*process)->Stderr();
-  SluiceClient client(grpc::CreateChannel("127.0.0.1:" + std::string(absl::StripAsciiWhitespace(*port)),
-                                          grpc::InsecureChannelCredentials()));
+  SluiceClient client(
+      grpc::CreateChannel("127.0.0.1:" + std::string(absl::StripAsciiWhitespace(*port)),
+                          grpc::InsecureChannelCredentials()));
   std::vector<std::unique_ptr<OpenStream>> streams;
   for (int i = 0; i < 100; ++i) {
     streams.push_back(std::make_unique<OpenStream>(

@@ -25,22 +25,21 @@ namespace {
 constexpr absl::Duration kCallDeadline = absl::Seconds(30);  // a hang fails the call, not the run
 
 enum class CancelPoint {
-  kBeforeQueued,     // cancelled as soon as the call starts
-  kWhileQueued,      // cancelled at a random moment, typically behind the slots
-  kAtFirstChunk,     // cancelled on reading the first chunk
-  kBetweenChunks,    // cancelled after a random number of chunks
-  kDuringWrite,      // large chunks, not read: cancelled with a write outstanding
-  kWithFinalChunk,   // cancelled on reading the last output chunk
-  kNever,            // read to the end
+  kBeforeQueued,    // cancelled as soon as the call starts
+  kWhileQueued,     // cancelled at a random moment, typically behind the slots
+  kAtFirstChunk,    // cancelled on reading the first chunk
+  kBetweenChunks,   // cancelled after a random number of chunks
+  kDuringWrite,     // large chunks, not read: cancelled with a write outstanding
+  kWithFinalChunk,  // cancelled on reading the last output chunk
+  kNever,           // read to the end
 };
 constexpr int kNumCancelPoints = 7;
 
 // Jitter: a random busy-wait of up to `max`, to vary interleavings. Not a
 // synchronisation: nothing waits for anything to happen.
 void Jitter(std::mt19937& rng, absl::Duration max) {
-  const absl::Time until =
-      absl::Now() + absl::Nanoseconds(std::uniform_int_distribution<int64_t>(
-                        0, absl::ToInt64Nanoseconds(max))(rng));
+  const absl::Time until = absl::Now() + absl::Nanoseconds(std::uniform_int_distribution<int64_t>(
+                                             0, absl::ToInt64Nanoseconds(max))(rng));
   while (absl::Now() < until) {
   }
 }
@@ -57,15 +56,16 @@ struct Outcome {
 
 void OneCall(v1::Inference::Stub& stub, CancelPoint point, std::mt19937& rng, Outcome& out) {
   constexpr int kTokens = 12;
-  v1::PredictRequest request =
-      point == CancelPoint::kDuringWrite
-          ? Synthetic({{"tokens", 200}, {"chunk_bytes", 256 * 1024}})
-          : Synthetic({{"tokens", kTokens}, {"token_cost_us", 50}});
+  v1::PredictRequest request = point == CancelPoint::kDuringWrite
+                                   ? Synthetic({{"tokens", 200}, {"chunk_bytes", 256 * 1024}})
+                                   : Synthetic({{"tokens", kTokens}, {"token_cost_us", 50}});
   grpc::ClientContext context;
   context.set_deadline(absl::ToChronoTime(absl::Now() + kCallDeadline));
-  std::unique_ptr<grpc::ClientReader<v1::PredictChunk>> reader = stub.PredictStream(&context, request);
+  std::unique_ptr<grpc::ClientReader<v1::PredictChunk>> reader =
+      stub.PredictStream(&context, request);
   ++out.calls;
-  if (point == CancelPoint::kBeforeQueued || point == CancelPoint::kWhileQueued) ++out.early_cancels;
+  if (point == CancelPoint::kBeforeQueued || point == CancelPoint::kWhileQueued)
+    ++out.early_cancels;
   v1::PredictChunk chunk;
   const int cancel_after = std::uniform_int_distribution<int>(1, kTokens - 1)(rng);
   int read = 0;
@@ -108,7 +108,8 @@ void OneCall(v1::Inference::Stub& stub, CancelPoint point, std::mt19937& rng, Ou
       ++out.unavailable;
       break;
     default:
-      if (out.other++ == 0) out.first_other = absl::StrCat(status.error_code(), " ", status.error_message());
+      if (out.other++ == 0)
+        out.first_other = absl::StrCat(status.error_code(), " ", status.error_message());
   }
 }
 

@@ -4,8 +4,8 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "gtest/gtest.h"
 #include "grpcpp/create_channel.h"
+#include "gtest/gtest.h"
 #include "models/charlm/charlm.h"
 #include "models/echo.h"
 #include "models/model_testing.h"
@@ -27,10 +27,10 @@ TestServer::TestServer(ServerOptions options) {
   synthetic_ = synthetic.get();
   EXPECT_TRUE(registry.Register("synthetic", std::move(synthetic)).ok());
   EXPECT_TRUE(registry.Register("echo", std::make_unique<EchoModel>()).ok());
-  EXPECT_TRUE(registry
-                  .Register("charlm", std::make_unique<CharLmModel>(
-                                          std::string(DefaultCharLmCorpus()), 5))
-                  .ok());
+  EXPECT_TRUE(
+      registry
+          .Register("charlm", std::make_unique<CharLmModel>(std::string(DefaultCharLmCorpus()), 5))
+          .ok());
   absl::StatusOr<std::unique_ptr<Server>> server = Server::Start(options, std::move(registry));
   if (!server.ok()) {
     ADD_FAILURE() << "server did not start: " << server.status();

@@ -16,7 +16,7 @@ struct ProcStats {
   int64_t rss_bytes = 0;       // VmRSS
   int64_t peak_rss_bytes = 0;  // VmHWM
   int threads = 0;
-  absl::Duration cpu;          // user + system time, all threads
+  absl::Duration cpu;  // user + system time, all threads
 };
 
 // ReadProcStats: `pid`'s stats, or nullopt if it cannot be read.

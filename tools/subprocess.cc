@@ -1,12 +1,12 @@
 #include "tools/subprocess.h"
 
-#include <signal.h>
+#include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <spawn.h>
 #include <sys/inotify.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
-#include <fcntl.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -17,7 +17,6 @@
 #include <sstream>
 
 #include "absl/memory/memory.h"
-
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 
@@ -102,8 +101,8 @@ absl::StatusOr<int> Subprocess::Wait(absl::Duration timeout) {
   const int ready = poll(&fd, 1, static_cast<int>(absl::ToInt64Milliseconds(timeout)));
   close(pidfd);
   if (ready == 0) {
-    return absl::DeadlineExceededError(absl::StrCat("process ", pid_, " still running after ",
-                                                    absl::FormatDuration(timeout)));
+    return absl::DeadlineExceededError(
+        absl::StrCat("process ", pid_, " still running after ", absl::FormatDuration(timeout)));
   }
   int status = 0;
   if (waitpid(pid_, &status, 0) != pid_) return absl::InternalError("waitpid failed");

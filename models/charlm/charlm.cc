@@ -55,8 +55,7 @@ std::vector<std::string> Paragraphs(absl::string_view corpus) {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<NgramTable>> NgramTable::Train(absl::string_view corpus,
-                                                              int order) {
+absl::StatusOr<std::unique_ptr<NgramTable>> NgramTable::Train(absl::string_view corpus, int order) {
   if (order < 1 || order > 12) {
     return absl::InvalidArgumentError(absl::StrCat("charlm order must be 1..12, got ", order));
   }

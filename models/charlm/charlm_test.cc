@@ -62,8 +62,8 @@ TEST(NgramTableTest, LowTemperatureStaysNearlyGreedy) {
 
 TEST(CharLmTest, SameSeedSameText) {
   CharLmModel model = TrainedModel();
-  auto request = MakeRequest("charlm", "The river",
-                             {{"max_tokens", IntParam(200)}, {"seed", IntParam(42)}});
+  auto request =
+      MakeRequest("charlm", "The river", {{"max_tokens", IntParam(200)}, {"seed", IntParam(42)}});
   absl::StatusOr<testing::ModelRun> a = RunModel(model, request);
   absl::StatusOr<testing::ModelRun> b = RunModel(model, request);
   ASSERT_TRUE(a.ok() && b.ok());
@@ -75,9 +75,11 @@ TEST(CharLmTest, DifferentSeedsDiffer) {
   CharLmModel model = TrainedModel();
   std::set<std::string> texts;
   for (int seed = 0; seed < 5; ++seed) {
-    absl::StatusOr<testing::ModelRun> run = RunModel(
-        model, MakeRequest("charlm", "The ", {{"max_tokens", IntParam(100)}, {"seed", IntParam(seed)},
-                                              {"temperature", DoubleParam(1.5)}}));
+    absl::StatusOr<testing::ModelRun> run =
+        RunModel(model, MakeRequest("charlm", "The ",
+                                    {{"max_tokens", IntParam(100)},
+                                     {"seed", IntParam(seed)},
+                                     {"temperature", DoubleParam(1.5)}}));
     ASSERT_TRUE(run.ok());
     texts.insert(run->Joined());
   }
@@ -86,9 +88,11 @@ TEST(CharLmTest, DifferentSeedsDiffer) {
 
 TEST(CharLmTest, MaxTokensBoundsOutputWithLengthReason) {
   CharLmModel model = TrainedModel();
-  absl::StatusOr<testing::ModelRun> run =
-      RunModel(model, MakeRequest("charlm", "", {{"max_tokens", IntParam(7)}, {"seed", IntParam(1)},
-                                                 {"temperature", DoubleParam(0)}}));
+  absl::StatusOr<testing::ModelRun> run = RunModel(
+      model,
+      MakeRequest(
+          "charlm", "",
+          {{"max_tokens", IntParam(7)}, {"seed", IntParam(1)}, {"temperature", DoubleParam(0)}}));
   ASSERT_TRUE(run.ok());
   EXPECT_EQ(run->chunks.size(), 7u);
   EXPECT_EQ(run->finish_reason, FinishReason::kLength);
@@ -97,7 +101,8 @@ TEST(CharLmTest, MaxTokensBoundsOutputWithLengthReason) {
 TEST(CharLmTest, GreedyContinuationFollowsTheCorpus) {
   CharLmModel model = TrainedModel("A sluice is a gate.\n\nThe mill stood by the river.", 6);
   absl::StatusOr<testing::ModelRun> run = RunModel(
-      model, MakeRequest("charlm", "A slui", {{"temperature", DoubleParam(0)}, {"max_tokens", IntParam(100)}}));
+      model, MakeRequest("charlm", "A slui",
+                         {{"temperature", DoubleParam(0)}, {"max_tokens", IntParam(100)}}));
   ASSERT_TRUE(run.ok());
   EXPECT_EQ(run->Joined(), "ce is a gate.");
   EXPECT_EQ(run->finish_reason, FinishReason::kStop);
@@ -105,19 +110,23 @@ TEST(CharLmTest, GreedyContinuationFollowsTheCorpus) {
 
 TEST(CharLmTest, BadParametersAreInvalidArgument) {
   CharLmModel model = TrainedModel();
-  EXPECT_EQ(RunModel(model, MakeRequest("charlm", "", {{"max_tokens", IntParam(0)}})).status().code(),
-            absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(RunModel(model, MakeRequest("charlm", "", {{"max_tokens", IntParam(4097)}})).status().code(),
-            absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(
-      RunModel(model, MakeRequest("charlm", "", {{"temperature", DoubleParam(-1)}})).status().code(),
+      RunModel(model, MakeRequest("charlm", "", {{"max_tokens", IntParam(0)}})).status().code(),
       absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      RunModel(model, MakeRequest("charlm", "", {{"max_tokens", IntParam(4097)}})).status().code(),
+      absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(RunModel(model, MakeRequest("charlm", "", {{"temperature", DoubleParam(-1)}}))
+                .status()
+                .code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 TEST(CharLmTest, ArbitraryBytesInPromptAreFine) {
   CharLmModel model = TrainedModel();
   absl::StatusOr<testing::ModelRun> run = RunModel(
-      model, MakeRequest("charlm", std::string("\x02\x00\xff\xfe", 4), {{"max_tokens", IntParam(10)}}));
+      model,
+      MakeRequest("charlm", std::string("\x02\x00\xff\xfe", 4), {{"max_tokens", IntParam(10)}}));
   EXPECT_TRUE(run.ok()) << run.status();
 }
 

@@ -9,8 +9,8 @@
 //     no text, with INVALID_ARGUMENT; otherwise it succeeds.
 //   - StartContext is always order() bytes long.
 //   - Sample returns the end-of-text symbol, a byte of the corpus' text or
-//     the space that joins lines (never '\n', never the start pad), at every temperature in 0..5 (the
-//     temperature parameter's range).
+//     the space that joins lines (never '\n', never the start pad), at every temperature in 0..5
+//     (the temperature parameter's range).
 //   - Temperature is continuous at 0: with the smallest positive temperature
 //     and uniform 0, Sample picks what temperature 0 picks (the likeliest
 //     symbol, lowest first among ties).
@@ -82,8 +82,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     contexts.push_back(context);
   }
 
-  const double kTemperatures[] = {0.0, std::numeric_limits<double>::denorm_min(), 1e-3, 0.7,
-                                  1.0, 5.0};
+  const double kTemperatures[] = {0.0, std::numeric_limits<double>::denorm_min(), 1e-3, 0.7, 1.0,
+                                  5.0};
   const double kUniforms[] = {0.0, 0.3, 0.5, 0.999999};
   for (const std::string& ctx : contexts) {
     CHECK_EQ(ctx.size(), static_cast<size_t>(order)) << absl::CHexEscape(ctx);
@@ -94,7 +94,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         if (symbol == NgramTable::kEndOfText) continue;
         const char c = static_cast<char>(symbol);
         // Lines of a paragraph are joined by a space.
-        CHECK(c != '\n' && c != kStartPad && (c == ' ' || corpus.find(c) != absl::string_view::npos))
+        CHECK(c != '\n' && c != kStartPad &&
+              (c == ' ' || corpus.find(c) != absl::string_view::npos))
             << "sampled " << symbol << " at temperature " << t << " after \""
             << absl::CHexEscape(ctx) << "\"";
       }

@@ -85,14 +85,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     CHECK_EQ(name, absl::StripAsciiWhitespace(name)) << shown;
   }
   const std::string unaccounted = Unaccounted(spec);
-  CHECK(unaccounted.empty()) << "accepted \"" << shown << "\" but ignored part of it: "
-                             << absl::CHexEscape(unaccounted);
+  CHECK(unaccounted.empty()) << "accepted \"" << shown
+                             << "\" but ignored part of it: " << absl::CHexEscape(unaccounted);
 
   const std::string printed = Print(*parsed);
   auto again = ParseModelOptions(printed, ExecutorOptions{7, 7, 7});
   CHECK(again.ok()) << "\"" << shown << "\" was accepted, its printout \""
                     << absl::CHexEscape(printed) << "\" not: " << again.status();
   CHECK(Same(*again, *parsed)) << "\"" << shown << "\" and its printout \"" << printed
-                           << "\" parse differently";
+                               << "\" parse differently";
   return 0;
 }

@@ -126,36 +126,57 @@ const Decl* Find(const std::string& name) {
 int64_t IntNear(fuzz::FuzzInput& in, const Decl* d) {
   const int64_t min = d ? d->int_min : 0, max = d ? d->int_max : 0;
   switch (in.Byte() % 7) {
-    case 0: return min;
-    case 1: return max;
-    case 2: return min == kI64Min ? kI64Max : min - 1;
-    case 3: return max == kI64Max ? kI64Min : max + 1;
-    case 4: return static_cast<int8_t>(in.Byte());
-    default: return static_cast<int64_t>(in.Uint64());
+    case 0:
+      return min;
+    case 1:
+      return max;
+    case 2:
+      return min == kI64Min ? kI64Max : min - 1;
+    case 3:
+      return max == kI64Max ? kI64Min : max + 1;
+    case 4:
+      return static_cast<int8_t>(in.Byte());
+    default:
+      return static_cast<int64_t>(in.Uint64());
   }
 }
 
 double DoubleNear(fuzz::FuzzInput& in, const Decl* d) {
   const double min = d ? d->double_min : 0, max = d ? d->double_max : 1;
   switch (in.Byte() % 9) {
-    case 0: return min;
-    case 1: return max;
-    case 2: return std::nextafter(min, -kInf);
-    case 3: return std::nextafter(max, kInf);
-    case 4: return std::numeric_limits<double>::quiet_NaN();
-    case 5: return in.Bool() ? kInf : -kInf;
-    case 6: return static_cast<int8_t>(in.Byte()) / 16.0;
-    default: return in.Double();
+    case 0:
+      return min;
+    case 1:
+      return max;
+    case 2:
+      return std::nextafter(min, -kInf);
+    case 3:
+      return std::nextafter(max, kInf);
+    case 4:
+      return std::numeric_limits<double>::quiet_NaN();
+    case 5:
+      return in.Bool() ? kInf : -kInf;
+    case 6:
+      return static_cast<int8_t>(in.Byte()) / 16.0;
+    default:
+      return in.Double();
   }
 }
 
 v1::Parameter MakeValue(fuzz::FuzzInput& in, const Decl* d) {
   v1::Parameter p;
   switch (in.Byte() % 5) {
-    case 0: break;  // no value set
-    case 1: p.set_bool_param(in.Bool()); break;
-    case 2: p.set_int64_param(IntNear(in, d)); break;
-    case 3: p.set_double_param(DoubleNear(in, d)); break;
+    case 0:
+      break;  // no value set
+    case 1:
+      p.set_bool_param(in.Bool());
+      break;
+    case 2:
+      p.set_int64_param(IntNear(in, d));
+      break;
+    case 3:
+      p.set_double_param(DoubleNear(in, d));
+      break;
     default: {
       const size_t around = d ? d->max_length : 4;
       p.set_string_param(std::string(around + in.Byte() % 3, 'x') + in.String(4));
@@ -172,8 +193,7 @@ bool Valid(const Decl* d, const v1::Parameter& p) {
     case Type::kBool:
       return p.has_bool_param();
     case Type::kInt64:
-      return p.has_int64_param() && p.int64_param() >= d->int_min &&
-             p.int64_param() <= d->int_max;
+      return p.has_int64_param() && p.int64_param() >= d->int_min && p.int64_param() <= d->int_max;
     case Type::kDouble: {
       double v;
       if (p.has_double_param()) {
@@ -212,8 +232,7 @@ void ExpectValue(const ParameterValues& values, const Decl& d, const v1::Paramet
       break;
     }
     case Type::kString:
-      CHECK_EQ(values.GetString(d.name), sent ? sent->string_param() : d.string_default)
-          << d.name;
+      CHECK_EQ(values.GetString(d.name), sent ? sent->string_param() : d.string_default) << d.name;
       CHECK_LE(values.GetString(d.name).size(), d.max_length) << d.name;
       break;
   }

@@ -89,9 +89,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   CHECK(again.ok()) << "\"" << shown << "\" was accepted but its typed spelling \""
                     << absl::CHexEscape(typed) << "\" is not: " << again.status();
   CHECK_EQ(again->first, name) << typed;
-  CHECK(Same(again->second, param)) << "\"" << shown << "\" parsed as "
-                                    << param.ShortDebugString() << ", \"" << typed << "\" as "
-                                    << again->second.ShortDebugString();
+  CHECK(Same(again->second, param))
+      << "\"" << shown << "\" parsed as " << param.ShortDebugString() << ", \"" << typed << "\" as "
+      << again->second.ShortDebugString();
 
   if (text.size() > name.size() && text[name.size()] == '=') {  // untyped
     const absl::string_view value = text.substr(name.size() + 1);

@@ -28,9 +28,8 @@ void Report::Add(std::string section, std::string metric, std::string value, std
 void Report::Note(std::string text) { notes_.push_back(std::move(text)); }
 
 int Report::targets_missed() const {
-  return static_cast<int>(std::count_if(rows_.begin(), rows_.end(), [](const Row& r) {
-    return r.verdict == Verdict::kNotMet;
-  }));
+  return static_cast<int>(std::count_if(
+      rows_.begin(), rows_.end(), [](const Row& r) { return r.verdict == Verdict::kNotMet; }));
 }
 
 void Report::Print(std::FILE* out) const {
@@ -63,9 +62,8 @@ bool Report::WriteMarkdown(const std::string& path, const std::string& heading) 
   out << heading << "\n\n| section | figure | value | target | met? |\n|---|---|---|---|---|\n";
   std::string section;
   for (const Row& r : rows_) {
-    out << "| " << (r.section != section ? cell(r.section) : "") << " | " << cell(r.metric)
-        << " | " << cell(r.value) << " | " << cell(r.target) << " | " << VerdictName(r.verdict)
-        << " |\n";
+    out << "| " << (r.section != section ? cell(r.section) : "") << " | " << cell(r.metric) << " | "
+        << cell(r.value) << " | " << cell(r.target) << " | " << VerdictName(r.verdict) << " |\n";
     section = r.section;
   }
   if (!notes_.empty()) out << "\n";

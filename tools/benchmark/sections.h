@@ -32,8 +32,8 @@ struct BenchConfig {
   std::string throughput_only;
 
   // Waste after cancel and stop latency.
-  int waste_streams = 200;             // cancelled one at a time
-  int concurrent_streams = 64;         // cancelled while all run
+  int waste_streams = 200;      // cancelled one at a time
+  int concurrent_streams = 64;  // cancelled while all run
   int concurrent_rounds = 3;
   int64_t waste_tokens = 3000;         // the LitServe comparison's request size
   int64_t waste_token_cost_us = 1000;  // CPU per chunk
@@ -65,7 +65,7 @@ struct BenchConfig {
   // than the work, so that later arrivals find the workers busy with what
   // the earlier ones (still) want.
   absl::Duration abandon_arrival_spacing = absl::Milliseconds(10);
-  bool abandon_reference = true;     // also run "the leavers' work goes on"
+  bool abandon_reference = true;  // also run "the leavers' work goes on"
 
   // Queue under overload.
   int queue_capacity = 64;

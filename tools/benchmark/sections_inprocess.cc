@@ -19,8 +19,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
-#include "models/synthetic.h"
 #include "models/sync.h"
+#include "models/synthetic.h"
 #include "service/peer_probe.h"
 #include "service/server.h"
 #include "tools/benchmark/bench_stats.h"
@@ -269,9 +269,9 @@ void RunWasteAndStopLatency(const BenchConfig& config, Report& report, PlotData&
           absl::ToDoubleMilliseconds(release->released_at - release->cancel_seen_at));
     }
     chunks_after.push_back(static_cast<double>(after.model_chunks - at_cancel.model_chunks));
-    chunks_after_server_knew.push_back(static_cast<double>(std::max(
-        after.model_chunks_after_cancel - at_cancel.model_chunks_after_cancel,
-        after.framework_chunks_after_cancel - at_cancel.framework_chunks_after_cancel)));
+    chunks_after_server_knew.push_back(static_cast<double>(
+        std::max(after.model_chunks_after_cancel - at_cancel.model_chunks_after_cancel,
+                 after.framework_chunks_after_cancel - at_cancel.framework_chunks_after_cancel)));
     worker_cpu_after_us.push_back(
         absl::ToDoubleMicroseconds(after.worker_cpu - at_cancel.worker_cpu));
     model_cpu_after_us.push_back(absl::ToDoubleMicroseconds(after.model_cpu - at_cancel.model_cpu));
@@ -289,22 +289,25 @@ void RunWasteAndStopLatency(const BenchConfig& config, Report& report, PlotData&
   report.Add(section, "chunks completed after the client's cancel, per stream p50 / p99 / max",
              P50P99Max(chunks_after, ""), "p99 <= 1",
              Check(!chunks_after.empty() && Summarize(chunks_after).p99 <= 1));
-  report.Add(section, "chunks completed after the server knew of the cancel, per stream max",
-             FormatNumber(Summarize(chunks_after_server_knew).max), "<= 1",
-             Check(!chunks_after_server_knew.empty() &&
-                   Summarize(chunks_after_server_knew).max <= 1));
-  report.Add(section, "model CPU after the client's cancel (incl. the whole chunk in flight), "
-                      "p50 / p99 / max",
+  report.Add(
+      section, "chunks completed after the server knew of the cancel, per stream max",
+      FormatNumber(Summarize(chunks_after_server_knew).max), "<= 1",
+      Check(!chunks_after_server_knew.empty() && Summarize(chunks_after_server_knew).max <= 1));
+  report.Add(section,
+             "model CPU after the client's cancel (incl. the whole chunk in flight), "
+             "p50 / p99 / max",
              P50P99Max(model_cpu_after_us, " us"));
   if (have_worker_clocks) {
     report.Add(section, "worker threads' CPU after the client's cancel, p50 / p99 / max",
                P50P99Max(worker_cpu_after_us, " us"));
   }
-  report.Add(section, "read-ahead discarded: chunks made before the cancel, never delivered, "
-                      "p50 / max",
-             absl::StrCat(FormatNumber(Summarize(readahead).p50), " / ",
-                          FormatNumber(Summarize(readahead).max),
-                          absl::StrCat(" (the stream buffer holds ", ServerOptions().stream_buffer_chunks, ")")));
+  report.Add(
+      section,
+      "read-ahead discarded: chunks made before the cancel, never delivered, "
+      "p50 / max",
+      absl::StrCat(
+          FormatNumber(Summarize(readahead).p50), " / ", FormatNumber(Summarize(readahead).max),
+          absl::StrCat(" (the stream buffer holds ", ServerOptions().stream_buffer_chunks, ")")));
   // 1b. The same, with the whole process's CPU clock (every thread: the
   // server's workers, gRPC's threads, its timers; and this client's own
   // handling of the cancel) from the cancel until 400 ms after it, which
@@ -324,9 +327,9 @@ void RunWasteAndStopLatency(const BenchConfig& config, Report& report, PlotData&
         mark_time = absl::Now();
       });
       StreamPlan plan;
-      plan.request = cancel ? request(id)
-                            : Synthetic({{"tokens", k}, {"token_cost_us", config.waste_token_cost_us}},
-                                        id);
+      plan.request =
+          cancel ? request(id)
+                 : Synthetic({{"tokens", k}, {"token_cost_us", config.waste_token_cost_us}}, id);
       plan.cancel_after_chunks = k;
       plan.mark_only = !cancel;
       set.Start({plan});
@@ -363,10 +366,10 @@ void RunWasteAndStopLatency(const BenchConfig& config, Report& report, PlotData&
                             FormatNumber(Summarize(process_after_us).max), " us (control ",
                             FormatNumber(Summarize(control_us).p50), " / ",
                             FormatNumber(Summarize(control_us).max), " us), ",
-                            process_after_us.size(),
-                            " cancels; the server's alone: next section"));
+                            process_after_us.size(), " cancels; the server's alone: next section"));
   }
-  report.Add(section, "of which: one look at a connection by the peer probe (netlink sock_diag), p50",
+  report.Add(section,
+             "of which: one look at a connection by the peer probe (netlink sock_diag), p50",
              absl::StrCat(FormatNumber(Summarize(probe_us).p50),
                           " us CPU (taken at a client cancel and again 250 ms later)"));
   // Contrast: what generation that ran on to the end would have cost.
@@ -379,12 +382,12 @@ void RunWasteAndStopLatency(const BenchConfig& config, Report& report, PlotData&
   report.Add(section,
              "what was burned after those cancels (est., client and server, the cancel's "
              "extra over a normal end)",
-             absl::StrCat(FormatNumber(absl::ToDoubleMilliseconds(burned)), " ms (",
-                          measured, " x the isolated figure; ",
+             absl::StrCat(FormatNumber(absl::ToDoubleMilliseconds(burned)), " ms (", measured,
+                          " x the isolated figure; ",
                           FormatNumber(absl::ToDoubleMilliseconds(model_cpu_after_total)),
                           " ms of it the model's): ",
-                          FormatNumber(absl::FDivDuration(
-                              would_have, std::max(burned, absl::Microseconds(1)))),
+                          FormatNumber(absl::FDivDuration(would_have,
+                                                          std::max(burned, absl::Microseconds(1)))),
                           "x less"));
 
   const Summary serial_stop = Summarize(stop_ms);
@@ -393,8 +396,9 @@ void RunWasteAndStopLatency(const BenchConfig& config, Report& report, PlotData&
              P50P99Max(stop_ms, " ms"),
              absl::StrCat("p99 < 1 ms + chunk in flight (", FormatNumber(stop_target_ms), " ms)"),
              Check(!stop_ms.empty() && serial_stop.p99 < stop_target_ms));
-  report.Add(section, "of which: cancel -> model saw it mid-step (client, loopback, gRPC), "
-                      "p50 / p99 / max",
+  report.Add(section,
+             "of which: cancel -> model saw it mid-step (client, loopback, gRPC), "
+             "p50 / p99 / max",
              P50P99Max(to_seen_ms, " ms") + absl::StrCat(" (", to_seen_ms.size(), " cancels)"));
   report.Add(section, "of which: model saw it -> generator released (sluice), p50 / p99 / max",
              P50P99Max(seen_to_release_ms, " ms"));
@@ -434,7 +438,8 @@ void RunWasteAndStopLatency(const BenchConfig& config, Report& report, PlotData&
         continue;
       }
       ++cancels;
-      concurrent_ms.push_back(absl::ToDoubleMilliseconds(release->released_at - records[i].cancelled));
+      concurrent_ms.push_back(
+          absl::ToDoubleMilliseconds(release->released_at - records[i].cancelled));
       if (release->cancel_seen_at == absl::InfinitePast()) {
         ++released_parked;
       } else {
@@ -474,8 +479,8 @@ void RunWasteAndStopLatency(const BenchConfig& config, Report& report, PlotData&
       Check(server->stats().chunks_after_cancel() - framework_after_before <=
             static_cast<uint64_t>(cancels)));
   plot.stop_latency_concurrent_ms = concurrent_ms;
-  plot.concurrent_title = absl::StrFormat("%d at once, %d workers", config.concurrent_streams,
-                                          kWorkers);
+  plot.concurrent_title =
+      absl::StrFormat("%d at once, %d workers", config.concurrent_streams, kWorkers);
 }
 
 void RunQueue(const BenchConfig& config, Report& report) {
@@ -587,19 +592,19 @@ void RunQueue(const BenchConfig& config, Report& report) {
              Check(left && leavers_total > 0 && left_never_started == leavers_total));
   report.Add(section, "callers that ran out of time and saw DEADLINE_EXCEEDED",
              absl::StrFormat("%d of %d", expired_seen_by_client, n_deadline));
-  report.Add(section, "server's count of calls ended while queued",
-             absl::StrFormat("%d cancelled, %d deadline",
-                             stats.ended(Method::kPredictStream, EndCause::kClientCancelled,
-                                         EndStage::kQueued) +
-                                 stats.ended(Method::kPredictStream, EndCause::kDisconnected,
-                                             EndStage::kQueued),
-                             stats.ended(Method::kPredictStream, EndCause::kDeadline,
-                                         EndStage::kQueued)));
+  report.Add(
+      section, "server's count of calls ended while queued",
+      absl::StrFormat(
+          "%d cancelled, %d deadline",
+          stats.ended(Method::kPredictStream, EndCause::kClientCancelled, EndStage::kQueued) +
+              stats.ended(Method::kPredictStream, EndCause::kDisconnected, EndStage::kQueued),
+          stats.ended(Method::kPredictStream, EndCause::kDeadline, EndStage::kQueued)));
   report.Add(section, "queued calls that stayed, completed OK",
              absl::StrFormat("%d of %d", stayers_ok, n_stay), "all",
              Check(stayed && stayers_ok == n_stay));
-  report.Add(section, "generators created in all",
-             absl::StrFormat("%d (2 slot holders + %d stayers)", server->model().started(), n_stay));
+  report.Add(
+      section, "generators created in all",
+      absl::StrFormat("%d (2 slot holders + %d stayers)", server->model().started(), n_stay));
 }
 
 }  // namespace sluice::bench

@@ -3,16 +3,15 @@
 // A child's CPU and memory come from its own kernel accounting (/proc), so
 // the client's work in this process never counts as the server's.
 
+#include <dirent.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <dirent.h>
-
 #include <algorithm>
+#include <cstdio>
 #include <fstream>
 #include <functional>
-#include <cstdio>
 #include <memory>
 #include <optional>
 #include <random>
@@ -166,9 +165,7 @@ std::vector<Workload> ThroughputWorkloads() {
   // the thread CPU clock twice per chunk to account its (zero) cost.
   Workload synthetic;
   synthetic.name = "synthetic";
-  synthetic.sluice = [](int) {
-    return Synthetic({{"tokens", 100'000'000}, {"token_cost_us", 0}});
-  };
+  synthetic.sluice = [](int) { return Synthetic({{"tokens", 100'000'000}, {"token_cost_us", 0}}); };
   synthetic.raw = [](int) { return Synthetic({{"tokens", 100'000'000}}); };
   return {echo, synthetic};
 }
@@ -247,7 +244,7 @@ std::vector<double> FirstChunkTimes(const std::vector<std::shared_ptr<grpc::Chan
 void RunThroughputAndFirstChunk(const BenchConfig& config, bool throughput, bool first_chunk,
                                 Report& report, PlotData& plot) {
   std::vector<std::string> sluice_argv = {config.sluice_server, kNoMetrics, "--max_active=2100",
-                                           "--queue_capacity=2100"};
+                                          "--queue_capacity=2100"};
   sluice_argv.insert(sluice_argv.end(), config.throughput_server_args.begin(),
                      config.throughput_server_args.end());
   std::unique_ptr<Child> sluice = Child::Start(sluice_argv, config.work_dir, "sluice");
@@ -259,11 +256,11 @@ void RunThroughputAndFirstChunk(const BenchConfig& config, bool throughput, bool
 
   if (throughput) {
     const std::string section = "Throughput (zero-cost chunks)";
-    report.Add(section, "setup",
-               absl::StrFormat("stock sluice_server (2 workers, buffer 64 chunks) vs raw_stream_server; "
-                               "%d interleaved repetitions of a %s window",
-                               config.throughput_reps,
-                               absl::FormatDuration(config.throughput_window)));
+    report.Add(
+        section, "setup",
+        absl::StrFormat("stock sluice_server (2 workers, buffer 64 chunks) vs raw_stream_server; "
+                        "%d interleaved repetitions of a %s window",
+                        config.throughput_reps, absl::FormatDuration(config.throughput_window)));
     std::unique_ptr<Child> tuned;
     if (!config.throughput_tuned_args.empty()) {
       std::vector<std::string> argv = sluice_argv;
@@ -271,7 +268,8 @@ void RunThroughputAndFirstChunk(const BenchConfig& config, bool throughput, bool
                   config.throughput_tuned_args.end());
       tuned = Child::Start(argv, config.work_dir, "tuned");
       if (tuned == nullptr) {
-        report.Add(section, absl::StrCat("sluice with ", absl::StrJoin(config.throughput_tuned_args, " ")),
+        report.Add(section,
+                   absl::StrCat("sluice with ", absl::StrJoin(config.throughput_tuned_args, " ")),
                    "did not start");
       }
     }
@@ -297,8 +295,8 @@ void RunThroughputAndFirstChunk(const BenchConfig& config, bool throughput, bool
       const Workload& workload = *c.workload;
       const int streams = c.streams, channels = c.channels;
       const bool judged = c.suffix.empty();  // the defaults are what the target is about
-      const std::string label = absl::StrCat(
-          workload.name, ", ", streams, streams == 1 ? " stream" : " streams", c.suffix);
+      const std::string label = absl::StrCat(workload.name, ", ", streams,
+                                             streams == 1 ? " stream" : " streams", c.suffix);
       if (!absl::StrContains(label, config.throughput_only)) continue;
       const v1::PredictRequest sluice_request = workload.sluice(streams);
       const v1::PredictRequest raw_request = workload.raw(streams);
@@ -327,16 +325,14 @@ void RunThroughputAndFirstChunk(const BenchConfig& config, bool throughput, bool
       report.Add(section, label + ": messages/s, sluice / raw",
                  absl::StrCat(FormatSpread(sluice_rate), " / ", FormatSpread(raw_rate)));
       if (judged) {
-        report.Add(section, label + ": ratio sluice/raw, per repetition",
-                   FormatSpread(ratio, "x"), ">= 0.9x",
-                   Check(!ratio.empty() && Summarize(ratio).p50 >= 0.9));
+        report.Add(section, label + ": ratio sluice/raw, per repetition", FormatSpread(ratio, "x"),
+                   ">= 0.9x", Check(!ratio.empty() && Summarize(ratio).p50 >= 0.9));
       } else {
-        report.Add(section, label + ": ratio sluice/raw, per repetition",
-                   FormatSpread(ratio, "x"));
+        report.Add(section, label + ": ratio sluice/raw, per repetition", FormatSpread(ratio, "x"));
       }
-      report.Add(section, label + ": server CPU per message, sluice / raw",
-                 absl::StrCat(FormatSpread(sluice_cpu, " us"), " / ",
-                              FormatSpread(raw_cpu, " us")));
+      report.Add(
+          section, label + ": server CPU per message, sluice / raw",
+          absl::StrCat(FormatSpread(sluice_cpu, " us"), " / ", FormatSpread(raw_cpu, " us")));
       report.Add(section, label + ": server context switches per message, sluice / raw",
                  absl::StrCat(FormatSpread(sluice_sw), " / ", FormatSpread(raw_sw)));
       if (judged) plot.throughput_ratios.push_back({label, ratio, cpu_ratio});
@@ -370,19 +366,18 @@ void RunThroughputAndFirstChunk(const BenchConfig& config, bool throughput, bool
           const bool sluice_turn = (which == 0) == (b % 2 == 0);
           std::vector<double> t = FirstChunkTimes(sluice_turn ? sluice_channels : raw_channels,
                                                   level.concurrency, rounds);
-          (sluice_turn ? sluice_ms : raw_ms).insert((sluice_turn ? sluice_ms : raw_ms).end(),
-                                                    t.begin(), t.end());
+          (sluice_turn ? sluice_ms : raw_ms)
+              .insert((sluice_turn ? sluice_ms : raw_ms).end(), t.begin(), t.end());
         }
       }
       const std::string label = absl::StrCat("at ", level.concurrency, " concurrent");
       report.Add(section, label + ": sluice p50 / p99",
                  P50P99(sluice_ms, " ms") + absl::StrCat(" (", sluice_ms.size(), " streams)"));
       report.Add(section, label + ": raw gRPC p50 / p99", P50P99(raw_ms, " ms"));
-      report.Add(section, label + ": sluice minus raw gRPC, p50 / p99",
-                 absl::StrCat(FormatNumber(Summarize(sluice_ms).p50 - Summarize(raw_ms).p50),
-                              " / ",
-                              FormatNumber(Summarize(sluice_ms).p99 - Summarize(raw_ms).p99),
-                              " ms"));
+      report.Add(
+          section, label + ": sluice minus raw gRPC, p50 / p99",
+          absl::StrCat(FormatNumber(Summarize(sluice_ms).p50 - Summarize(raw_ms).p50), " / ",
+                       FormatNumber(Summarize(sluice_ms).p99 - Summarize(raw_ms).p99), " ms"));
     }
   }
   sluice->Stop();
@@ -394,7 +389,8 @@ constexpr absl::string_view kWorkerThreadPrefix = "sluice:";
 
 void RunServerProcessWaste(const BenchConfig& config, Report& report) {
   const std::string section = "Waste after cancel, server process";
-  std::unique_ptr<Child> server = Child::Start({config.sluice_server, kNoMetrics}, config.work_dir, "waste");
+  std::unique_ptr<Child> server =
+      Child::Start({config.sluice_server, kNoMetrics}, config.work_dir, "waste");
   if (server == nullptr) {
     report.Add(section, "server", "did not start");
     return;
@@ -458,10 +454,11 @@ void RunServerProcessWaste(const BenchConfig& config, Report& report) {
   }
   const std::optional<ProcStats> end = server->stats();
   const bool clean = server->Stop();
-  report.Add(section, "setup",
-             absl::StrCat("stock sluice_server as a child process; its threads' time on a CPU "
-                          "(/proc/<pid>/task/*/schedstat); synthetic, token_cost_us=",
-                          config.waste_token_cost_us, ", cancel at chunk 1..", config.cancel_at_max));
+  report.Add(
+      section, "setup",
+      absl::StrCat("stock sluice_server as a child process; its threads' time on a CPU "
+                   "(/proc/<pid>/task/*/schedstat); synthetic, token_cost_us=",
+                   config.waste_token_cost_us, ", cancel at chunk 1..", config.cancel_at_max));
   if (cancelled_us.empty()) {
     report.Add(section, "windows measured", "none", "all", Check(false));
     return;
@@ -485,12 +482,11 @@ void RunServerProcessWaste(const BenchConfig& config, Report& report) {
   report.Add(section, "of which: every other thread (gRPC's, which handle the cancel), p50",
              absl::StrCat(FormatNumber(cancelled.p50 - control.p50 - workers_extra), " us"));
   report.Add(section, "work the cancelled streams would still have done",
-             absl::StrCat(FormatNumber(absl::ToDoubleSeconds(
-                              absl::Microseconds(config.waste_token_cost_us) *
-                              static_cast<double>(config.waste_tokens) *
-                              static_cast<double>(cancelled_us.size()))),
-                          " s of CPU, at most (each had up to ", config.waste_tokens,
-                          " tokens left)"));
+             absl::StrCat(
+                 FormatNumber(absl::ToDoubleSeconds(absl::Microseconds(config.waste_token_cost_us) *
+                                                    static_cast<double>(config.waste_tokens) *
+                                                    static_cast<double>(cancelled_us.size()))),
+                 " s of CPU, at most (each had up to ", config.waste_tokens, " tokens left)"));
   if (end.has_value()) {
     report.Add(section, "server RSS at the end", Mib(end->rss_bytes));
   }
@@ -546,8 +542,8 @@ void RunScale(const BenchConfig& config, Report& report) {
   const bool clean = server->Stop();
 
   report.Add(section, "setup",
-             absl::StrFormat("%d streams of 1 chunk/s over %d connections, stock server",
-                             streams, options.channels));
+             absl::StrFormat("%d streams of 1 chunk/s over %d connections, stock server", streams,
+                             options.channels));
   report.Add(section, "streams opened with a first chunk",
              absl::StrFormat("%d of %d in %s", counts.with_chunks, streams,
                              absl::FormatDuration(absl::Trunc(open_time, absl::Milliseconds(1)))),
@@ -612,9 +608,8 @@ void RunAbandonment(const BenchConfig& config, Report& report) {
     // output and cancelled on the k[i]-th chunk; in the reference, their
     // whole output is made, as by a server that never stops abandoned work.
     std::vector<StreamPlan> plans;
-    const v1::PredictRequest stay =
-        Synthetic({{"tokens", config.abandon_tokens},
-                   {"token_cost_us", config.abandon_token_cost_us}});
+    const v1::PredictRequest stay = Synthetic(
+        {{"tokens", config.abandon_tokens}, {"token_cost_us", config.abandon_token_cost_us}});
     for (int i = 0; i < n; ++i) {
       StreamPlan stayer;
       stayer.request = stay;
@@ -662,9 +657,15 @@ void RunAbandonment(const BenchConfig& config, Report& report) {
     for (Condition c : order) {
       Outcome o = run(c);
       all_ok &= o.ok;
-      auto& ttfc = c == Condition::kNobodyLeaves ? ttfc_a : c == Condition::kHalfLeave ? ttfc_b : ttfc_c;
-      auto& tput = c == Condition::kNobodyLeaves ? tput_a : c == Condition::kHalfLeave ? tput_b : tput_c;
-      auto& cpu = c == Condition::kNobodyLeaves ? cpu_a : c == Condition::kHalfLeave ? cpu_b : cpu_c;
+      auto& ttfc = c == Condition::kNobodyLeaves ? ttfc_a
+                   : c == Condition::kHalfLeave  ? ttfc_b
+                                                 : ttfc_c;
+      auto& tput = c == Condition::kNobodyLeaves ? tput_a
+                   : c == Condition::kHalfLeave  ? tput_b
+                                                 : tput_c;
+      auto& cpu = c == Condition::kNobodyLeaves ? cpu_a
+                  : c == Condition::kHalfLeave  ? cpu_b
+                                                : cpu_c;
       ttfc.insert(ttfc.end(), o.ttfc_ms.begin(), o.ttfc_ms.end());
       tput.push_back(o.stayer_chunks_per_second);
       cpu.push_back(o.server_cpu_s);
@@ -700,9 +701,9 @@ void RunAbandonment(const BenchConfig& config, Report& report) {
   if (!tput_c.empty()) {
     report.Add(section, "reference, the leavers' work goes on: stayers' first chunk p50 / p99",
                P50P99(ttfc_c, " ms"));
-    report.Add(section, "reference: stayers' slowdown, server CPU per run",
-               absl::StrCat(FormatSpread(Ratios(tput_a, tput_c), "x"), ", ",
-                            FormatSpread(cpu_c, " s")));
+    report.Add(
+        section, "reference: stayers' slowdown, server CPU per run",
+        absl::StrCat(FormatSpread(Ratios(tput_a, tput_c), "x"), ", ", FormatSpread(cpu_c, " s")));
   }
 }
 

@@ -137,8 +137,8 @@ bool WriteThroughput(const std::string& path, const PlotData& plot) {
     // "echo, 64 streams" -> "echo x64": short enough for the axis.
     std::string label = r.label.substr(0, std::min<size_t>(5, r.label.find(',')));
     label += " x" + std::to_string(std::atoi(r.label.c_str() + r.label.find(',') + 1));
-    out << "\"" << label << "\" " << t.p50 << " " << t.min << " " << t.max << " " << c.p50
-        << " " << c.min << " " << c.max << "\n";
+    out << "\"" << label << "\" " << t.p50 << " " << t.min << " " << t.max << " " << c.p50 << " "
+        << c.min << " " << c.max << "\n";
   }
   return static_cast<bool>(out);
 }
@@ -195,16 +195,18 @@ int Run() {
   config.sluice_server = absl::GetFlag(FLAGS_sluice_server);
   config.raw_server = absl::GetFlag(FLAGS_raw_server);
   config.throughput_only = absl::GetFlag(FLAGS_throughput_only);
-  config.throughput_server_args = absl::StrSplit(absl::GetFlag(FLAGS_throughput_server_args), ' ',
-                                                 absl::SkipWhitespace());
+  config.throughput_server_args =
+      absl::StrSplit(absl::GetFlag(FLAGS_throughput_server_args), ' ', absl::SkipWhitespace());
   std::string out = absl::GetFlag(FLAGS_out);
   if (out.empty()) out = config.quick ? ".bench/quick" : "benchmarks";
   for (const std::string& dir : {std::string(".bench"), out}) mkdir(dir.c_str(), 0755);
   config.work_dir = out;
   for (const std::string& binary : {config.sluice_server, config.raw_server}) {
     if (access(binary.c_str(), X_OK) != 0) {
-      std::fprintf(stderr, "sluice_bench: %s is missing; build it with -c opt first (tools/bench "
-                           "does)\n", binary.c_str());
+      std::fprintf(stderr,
+                   "sluice_bench: %s is missing; build it with -c opt first (tools/bench "
+                   "does)\n",
+                   binary.c_str());
       return 2;
     }
   }

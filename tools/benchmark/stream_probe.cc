@@ -17,8 +17,7 @@ std::vector<std::shared_ptr<grpc::Channel>> MakeChannels(const std::string& targ
   for (int i = 0; i < n; ++i) {
     grpc::ChannelArguments args;
     args.SetInt("sluice.bench_channel", next_id++);  // distinct args: a connection of its own
-    channels.push_back(
-        grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args));
+    channels.push_back(grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args));
   }
   for (const auto& channel : channels) {
     if (!channel->WaitForConnected(absl::ToChronoTime(deadline))) return {};

@@ -84,13 +84,15 @@ int Run(std::vector<std::string> params) {
   if (!absl::GetFlag(FLAGS_server).empty()) {
     const std::string dir = absl::StrCat("/tmp/sluice_load.", getpid());
     mkdir(dir.c_str(), 0755);
-    std::vector<std::string> argv = {
-        absl::GetFlag(FLAGS_server), "--port=0", "--port_file=" + dir + "/port", "--metrics_port=0",
-        absl::StrCat("--max_active=", streams + 16),
-        absl::StrCat("--queue_capacity=", streams + 16),
-        absl::StrCat("--max_concurrent_streams=", streams)};
-    for (absl::string_view a : absl::StrSplit(absl::GetFlag(FLAGS_server_args), ' ',
-                                              absl::SkipWhitespace())) {
+    std::vector<std::string> argv = {absl::GetFlag(FLAGS_server),
+                                     "--port=0",
+                                     "--port_file=" + dir + "/port",
+                                     "--metrics_port=0",
+                                     absl::StrCat("--max_active=", streams + 16),
+                                     absl::StrCat("--queue_capacity=", streams + 16),
+                                     absl::StrCat("--max_concurrent_streams=", streams)};
+    for (absl::string_view a :
+         absl::StrSplit(absl::GetFlag(FLAGS_server_args), ' ', absl::SkipWhitespace())) {
       argv.emplace_back(a);
     }
     absl::StatusOr<std::unique_ptr<Subprocess>> started = Subprocess::Start(argv);
@@ -156,14 +158,15 @@ int Run(std::vector<std::string> params) {
                       Percentile(first, 1.0)));
 
   // Hold: every stream must keep being served.
-  const std::optional<ProcStats> before_hold = server_pid ? ReadProcStats(server_pid) : std::nullopt;
+  const std::optional<ProcStats> before_hold =
+      server_pid ? ReadProcStats(server_pid) : std::nullopt;
   load.MarkChunks();
   const absl::Time hold_start = absl::Now();
   const int served =
       load.WaitForChunksSinceMark(hold_start + absl::Milliseconds(absl::GetFlag(FLAGS_hold_ms)));
   const absl::Duration held = absl::Now() - hold_start;
-  Report("streams served again while all open", absl::StrCat(served, " of ", streams, " within ",
-                                                             absl::FormatDuration(held)));
+  Report("streams served again while all open",
+         absl::StrCat(served, " of ", streams, " within ", absl::FormatDuration(held)));
   if (served < streams) ok = false;
   ReportServer(server_pid, "with all streams open");
   if (server_pid) {
@@ -175,8 +178,8 @@ int Run(std::vector<std::string> params) {
     }
   }
   if (const std::optional<ProcStats> c = ReadProcStats(getpid())) {
-    Report("client RSS", Mib(c->rss_bytes - (client_before ? client_before->rss_bytes : 0)) +
-                             " for the streams");
+    Report("client RSS",
+           Mib(c->rss_bytes - (client_before ? client_before->rss_bytes : 0)) + " for the streams");
   }
 
   // Cancel every stream; each must end at once, as CANCELLED.
@@ -184,8 +187,9 @@ int Run(std::vector<std::string> params) {
   load.CancelAll();
   const bool ended = load.WaitDone(-1, cancel_start + absl::Seconds(60));
   counts = load.counts();
-  Report("streams cancelled by the client", absl::StrCat(counts.cancelled, " of ", streams, " in ",
-                                                         absl::FormatDuration(absl::Now() - cancel_start)));
+  Report("streams cancelled by the client",
+         absl::StrCat(counts.cancelled, " of ", streams, " in ",
+                      absl::FormatDuration(absl::Now() - cancel_start)));
   if (!ended || counts.cancelled != streams) ok = false;
   if (server_pid) {
     // After the cancels the server has nothing to do: its CPU use drops to
@@ -213,8 +217,9 @@ int Run(std::vector<std::string> params) {
 
 int main(int argc, char** argv) {
   std::vector<std::string> params = sluice::TakeRepeatedFlag(&argc, argv, "param");
-  absl::SetProgramUsageMessage("Opens many concurrent streams against a sluice server and "
-                               "reports whether each is served and cancellable, and its cost.");
+  absl::SetProgramUsageMessage(
+      "Opens many concurrent streams against a sluice server and "
+      "reports whether each is served and cancellable, and its cost.");
   absl::ParseCommandLine(argc, argv);
   return sluice::Run(std::move(params));
 }

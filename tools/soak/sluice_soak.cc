@@ -120,7 +120,8 @@ void Call(v1::Inference::Stub& stub, Action action, std::mt19937& rng, Tally& ta
         context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Milliseconds(10 + rng() % 20)));
         expected = grpc::StatusCode::DEADLINE_EXCEEDED;
       }
-      status = stub.Predict(&context, Synthetic(action == Action::kUnary ? 20 : 500, 200), &response);
+      status =
+          stub.Predict(&context, Synthetic(action == Action::kUnary ? 20 : 500, 200), &response);
       break;
     }
   }
@@ -151,9 +152,13 @@ std::string Mib(int64_t bytes) { return absl::StrFormat("%.1f MiB", bytes / 1048
 int Run() {
   const std::string dir = absl::StrCat("/tmp/sluice_soak.", getpid());
   mkdir(dir.c_str(), 0755);
-  std::vector<std::string> argv = {
-      absl::GetFlag(FLAGS_server), "--port=0", "--port_file=" + dir + "/port", "--metrics_port=0",
-      "--metrics_port_file=" + dir + "/metrics_port", "--max_active=64", "--queue_capacity=4096"};
+  std::vector<std::string> argv = {absl::GetFlag(FLAGS_server),
+                                   "--port=0",
+                                   "--port_file=" + dir + "/port",
+                                   "--metrics_port=0",
+                                   "--metrics_port_file=" + dir + "/metrics_port",
+                                   "--max_active=64",
+                                   "--queue_capacity=4096"};
   for (absl::string_view arg :
        absl::StrSplit(absl::GetFlag(FLAGS_server_args), ' ', absl::SkipWhitespace())) {
     argv.emplace_back(arg);
@@ -199,9 +204,9 @@ int Run() {
     const absl::Duration every = absl::Seconds(1) / absl::GetFlag(FLAGS_kills_per_second);
     std::mt19937 rng(absl::GetFlag(FLAGS_seed));
     for (absl::Time next = absl::Now(); next < end; next += every) {
-      auto cli = Subprocess::Start({absl::GetFlag(FLAGS_cli), "--target=" + target,
-                                    "--model=synthetic", "--stream",
-                                    "--param=tokens=100000", "--param=token_cost_us=200"});
+      auto cli =
+          Subprocess::Start({absl::GetFlag(FLAGS_cli), "--target=" + target, "--model=synthetic",
+                             "--stream", "--param=tokens=100000", "--param=token_cost_us=200"});
       if (!cli.ok()) continue;
       // Kill it once its stream is flowing (its first chunk is on its
       // stdout), a random while later.
@@ -224,7 +229,8 @@ int Run() {
     std::optional<ProcStats> s = ReadProcStats(pid);
     if (!s) break;
     peak = std::max(peak, s->rss_bytes);
-    if (warm == 0 && tick - start >= absl::Seconds(absl::GetFlag(FLAGS_warmup_s))) warm = s->rss_bytes;
+    if (warm == 0 && tick - start >= absl::Seconds(absl::GetFlag(FLAGS_warmup_s)))
+      warm = s->rss_bytes;
     std::printf("t=%4.0fs  RSS %s  CPU %.1fs\n", absl::ToDoubleSeconds(tick - start),
                 Mib(s->rss_bytes).c_str(), absl::ToDoubleSeconds(s->cpu));
     std::fflush(stdout);
@@ -253,8 +259,10 @@ int Run() {
     std::printf("  %-40s %lld\n", ActionName(static_cast<Action>(a)),
                 static_cast<long long>(tally.by_action[a].load()));
   }
-  std::printf("  %-40s %lld\n", "stream, client process killed", static_cast<long long>(tally.killed.load()));
-  std::printf("  %-40s %lld\n", "ended with an unexpected status", static_cast<long long>(tally.unexpected.load()));
+  std::printf("  %-40s %lld\n", "stream, client process killed",
+              static_cast<long long>(tally.killed.load()));
+  std::printf("  %-40s %lld\n", "ended with an unexpected status",
+              static_cast<long long>(tally.unexpected.load()));
   std::printf("\ncalls ended, as the server classified them (its /metrics):\n");
   for (const char* cause : {"completed", "client_cancelled", "deadline", "disconnected", "stalled",
                             "shutdown", "rejected", "error"}) {
@@ -263,9 +271,10 @@ int Run() {
                        {"model=\"synthetic\"", absl::StrCat("cause=\"", cause, "\"")}));
   }
   const double ended = Metric(page, "sluice_calls_ended_total", {"model=\"synthetic\""});
-  std::printf("  %-40s %.0f (of %lld made; the rest never reached it: deadlines that passed in\n"
-              "  %-40s  transit, clients killed before they connected)\n",
-              "total", ended, static_cast<long long>(calls + tally.killed.load()), "");
+  std::printf(
+      "  %-40s %.0f (of %lld made; the rest never reached it: deadlines that passed in\n"
+      "  %-40s  transit, clients killed before they connected)\n",
+      "total", ended, static_cast<long long>(calls + tally.killed.load()), "");
   std::printf("\nRSS: idle %s, warm baseline %s, peak %s, after the storm %s (%+.1f%% of warm)\n",
               Mib(idle_rss).c_str(), Mib(warm).c_str(), Mib(peak).c_str(), Mib(final_rss).c_str(),
               warm > 0 ? 100.0 * (final_rss - warm) / warm : 0.0);
@@ -288,8 +297,9 @@ int Run() {
 }  // namespace sluice
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage("A bounded cancel storm against a sluice server; checks that "
-                               "nothing accumulates.");
+  absl::SetProgramUsageMessage(
+      "A bounded cancel storm against a sluice server; checks that "
+      "nothing accumulates.");
   absl::ParseCommandLine(argc, argv);
   if (absl::GetFlag(FLAGS_server).empty()) {
     std::fprintf(stderr, "--server is required\n");

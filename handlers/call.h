@@ -72,13 +72,16 @@ struct CallSummary {
 // runs, delivers its chunks to the RPC, and stops it the moment the RPC is no
 // longer wanted.
 //
+// clang-format off
 // Lifecycle (Phase, guarded by mu_):
 //
 //   kPending ──turn──▶ kRunning ◀──turn── kRunnable ◀─┬─ kBlocked  (buffer full; a write drains it)
-//      │                 │  ├──────────────────────────┴─ kSleeping (Step::WaitUntil; a timer wakes
-//      it) │                 │  └─ yield ──▶ kRunnable └──cancel──┐      └─ done / error / cancel
+//      │                 │  ├──────────────────────────┴─ kSleeping (Step::WaitUntil; a timer wakes it)
+//      │                 │  └─ yield ──▶ kRunnable
+//      └──cancel──┐      └─ done / error / cancel
 //                 ▼              ▼
 //                kEnded ◀────────┘
+// clang-format on
 //
 // Only the worker running a turn (phase kRunning) touches the generator. A
 // cancel that arrives while a call is parked (kPending, kRunnable, kBlocked,

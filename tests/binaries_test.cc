@@ -2,7 +2,6 @@
 // called over loopback, stopped with SIGTERM.
 
 #include <signal.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include <cstring>
@@ -14,76 +13,22 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
-#include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "client/sluice_client.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "models/model_testing.h"
-#include "tests/http_client.h"
+#include "tests/metrics_page.h"
+#include "tests/server_process.h"
 #include "tests/test_pki.h"
 #include "tools/subprocess.h"
 
 namespace sluice::testing {
 namespace {
 
-using ::sluice::RunfilePath;
-using ::sluice::Subprocess;
-using ::sluice::WaitForFile;
-
 using ::testing::HasSubstr;
 
 constexpr absl::Duration kWait = absl::Seconds(30);
-
-// ServerProcess: a server binary started with --port=0, its port read from
-// the --port_file it writes once it listens. No metrics unless `flags` ask
-// (the default port would collide between tests running at once).
-class ServerProcess {
- public:
-  ServerProcess(const std::string& binary, std::vector<std::string> flags) {
-    static int counter = 0;
-    dir_ = absl::StrCat(std::getenv("TEST_TMPDIR"), "/server_", counter++);
-    mkdir(dir_.c_str(), 0755);
-    std::vector<std::string> argv = {RunfilePath(binary), "--port=0", "--metrics_port=-1",
-                                     "--port_file=" + dir_ + "/port"};
-    argv.insert(argv.end(), flags.begin(), flags.end());
-    absl::StatusOr<std::unique_ptr<Subprocess>> process = Subprocess::Start(argv);
-    EXPECT_TRUE(process.ok()) << process.status();
-    if (process.ok()) process_ = *std::move(process);
-  }
-
-  // WaitReady: true once the server listens (its port file appeared); false
-  // if it exited first or did not get there in time.
-  bool WaitReady() {
-    absl::StatusOr<std::string> text = WaitForFile(dir_ + "/port", *process_, kWait);
-    int port;
-    if (!text.ok() || !absl::SimpleAtoi(absl::StripAsciiWhitespace(*text), &port)) return false;
-    target_ = absl::StrCat("127.0.0.1:", port);
-    client_ = SluiceClient::Connect(target_);
-    return true;
-  }
-
-  const std::string& target() const { return target_; }
-  SluiceClient& client() { return *client_; }
-  Subprocess& process() { return *process_; }
-
-  // StopAndLog: stops the server with SIGTERM and returns everything it
-  // logged, one entry per line.
-  std::vector<std::string> StopAndLog() {
-    process_->Kill(SIGTERM);
-    absl::StatusOr<int> status = process_->Wait(kWait);
-    EXPECT_TRUE(status.ok() && WIFEXITED(*status) && WEXITSTATUS(*status) == 0)
-        << process_->Stderr();
-    return absl::StrSplit(process_->Stderr(), '\n', absl::SkipEmpty());
-  }
-
- private:
-  std::string dir_;
-  std::string target_;
-  std::unique_ptr<Subprocess> process_;
-  std::unique_ptr<SluiceClient> client_;
-};
 
 // RunCli: runs sluice_cli against `target`; its exit code, stdout and stderr.
 struct CliRun {
@@ -166,16 +111,10 @@ TEST(BinariesTest, StockServerServesMetricsOnTheMetricsPort) {
   // The call is accounted a moment after its client has the answer: watch
   // the page as an operator would until it shows.
   const std::string echo_ok =
-      "sluice_requests_total{model=\"echo\",method=\"Predict\",code=\"OK\"} 1\n";
-  absl::StatusOr<HttpResponse> scrape = HttpGet(port, "/metrics");
-  for (const absl::Time deadline = absl::Now() + kWait;
-       scrape.ok() && !absl::StrContains(scrape->body, echo_ok) && absl::Now() < deadline;) {
-    scrape = HttpGet(port, "/metrics");
-  }
-  ASSERT_TRUE(scrape.ok()) << scrape.status();
-  EXPECT_EQ(scrape->status, 200);
-  EXPECT_THAT(scrape->body, HasSubstr(echo_ok));
-  EXPECT_THAT(scrape->body, HasSubstr("sluice_workers{model=\"charlm\"} 2\n"));
+      "sluice_requests_total{model=\"echo\",method=\"Predict\",code=\"OK\"}";
+  const MetricsPage page = ScrapeUntil(port, echo_ok, 1, kWait);
+  EXPECT_THAT(page.text(), HasSubstr(echo_ok + " 1\n"));
+  EXPECT_THAT(page.text(), HasSubstr("sluice_workers{model=\"charlm\"} 2\n"));
   server.StopAndLog();
 }
 
@@ -305,10 +244,7 @@ TEST(BinariesTest, HelpDocumentsEveryServerFlag) {
                            "--charlm_corpus",
                            "--charlm_order",
                            "--builtin_models",
-                           "--synthetic_fault_injection",
-                           "--metrics_port",
-                           "--tls_cert",
-                           "--auth_token_file"}) {
+                           "--synthetic_fault_injection"}) {
     EXPECT_THAT(text, HasSubstr(flag)) << flag;
   }
 }

@@ -40,20 +40,14 @@ class MetricsTest : public ::testing::Test {
     ASSERT_TRUE(server_.stats(model).WaitForEndedTotal(n, kWait));
   }
 
-  grpc::Status StreamAndCancelAfter(const v1::PredictRequest& request, int n) {
-    OpenStream stream(server_.client().stub(), request);
-    EXPECT_TRUE(stream.ReadChunks(n));
-    stream.Cancel();
-    return stream.Finish();
-  }
-
   TestServer server_{Options()};
 };
 
 TEST_F(MetricsTest, CancelledStreamIsClientCancelledWhileRunning) {
-  EXPECT_EQ(
-      StreamAndCancelAfter(Synthetic({{"tokens", 3000}, {"token_cost_us", 1000}}), 3).error_code(),
-      grpc::StatusCode::CANCELLED);
+  EXPECT_EQ(StreamAndCancelAfter(server_.client().stub(),
+                                 Synthetic({{"tokens", 3000}, {"token_cost_us", 1000}}), 3)
+                .error_code(),
+            grpc::StatusCode::CANCELLED);
   WaitForEnded(1);
   MetricsPage page = Scrape();
   EXPECT_EQ(page["sluice_calls_ended_total{model=\"synthetic\",method=\"PredictStream\","

@@ -16,24 +16,12 @@
 namespace sluice::testing {
 namespace {
 
-using ::sluice::RunfilePath;
-using ::sluice::Subprocess;
-
 using ::testing::HasSubstr;
 
 constexpr absl::Duration kWait = absl::Seconds(30);
 
 class StreamTest : public ::testing::Test {
  protected:
-  // StreamAndCancelAfter: opens a stream, reads `n` chunks, cancels it from
-  // the client (keeping the connection up), and returns the status.
-  grpc::Status StreamAndCancelAfter(const v1::PredictRequest& request, int n) {
-    OpenStream stream(server_.client().stub(), request);
-    EXPECT_TRUE(stream.ReadChunks(n));
-    stream.Cancel();
-    return stream.Finish();
-  }
-
   // ExpectGeneratorReleasedWithin: the server released every generator it
   // started (the model's own counter), within `timeout`.
   void ExpectGeneratorReleasedWithin(absl::Duration timeout) {
@@ -68,8 +56,8 @@ TEST_F(StreamTest, ChunksArriveInOrderWithIndexes) {
 
 TEST_F(StreamTest, ClientCancelStopsGenerationAtOnce) {
   // The mission's scenario: 3000 tokens of 1 ms each, cancelled after 10.
-  grpc::Status status =
-      StreamAndCancelAfter(Synthetic({{"tokens", 3000}, {"token_cost_us", 1000}}), 10);
+  grpc::Status status = StreamAndCancelAfter(
+      server_.client().stub(), Synthetic({{"tokens", 3000}, {"token_cost_us", 1000}}), 10);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::CANCELLED);
   ExpectGeneratorReleasedWithin(kWait);
   const SyntheticModel::Stats& model = server_.synthetic().stats();
@@ -218,12 +206,6 @@ TEST_F(StreamTest, ListModelsDescribesModelsAndParameters) {
   EXPECT_EQ(synthetic.parameters(0).name(), "tokens");
   EXPECT_EQ(synthetic.parameters(0).type(), "int64");
 }
-
-}  // namespace
-}  // namespace sluice::testing
-
-namespace sluice::testing {
-namespace {
 
 TEST(LimitsTest, TooLargeRequestIsResourceExhaustedAndNeverReachesAModel) {
   ServerOptions options = TestServer::DefaultOptions();

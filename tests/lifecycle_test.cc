@@ -5,7 +5,6 @@
 // did; the server's ended-call accounting must agree.
 
 #include <signal.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include <memory>
@@ -13,12 +12,10 @@
 #include <thread>
 #include <vector>
 
-#include "absl/strings/strip.h"
 #include "gmock/gmock.h"
 #include "grpc/health/v1/health.grpc.pb.h"
-#include "grpcpp/create_channel.h"
 #include "gtest/gtest.h"
-#include "models/model_testing.h"
+#include "tests/server_process.h"
 #include "tests/tcp_relay.h"
 #include "tests/test_server.h"
 #include "tools/subprocess.h"
@@ -26,9 +23,6 @@
 namespace sluice::testing {
 namespace {
 
-using ::sluice::RunfilePath;
-using ::sluice::Subprocess;
-using ::sluice::WaitForFile;
 using ::testing::HasSubstr;
 
 constexpr absl::Duration kWait = absl::Seconds(30);
@@ -237,9 +231,8 @@ TEST_F(SlowClientTest, ClientThatStopsReadingIsCancelledAndReleased) {
 TEST_F(SlowClientTest, VanishedPeerIsFoundByKeepaliveAndReleased) {
   absl::StatusOr<std::unique_ptr<TcpRelay>> relay = TcpRelay::Start(server_.server().port());
   ASSERT_TRUE(relay.ok()) << relay.status();
-  SluiceClient via_relay(
-      grpc::CreateChannel((*relay)->target(), grpc::InsecureChannelCredentials()));
-  OpenStream stream(via_relay.stub(),
+  std::unique_ptr<SluiceClient> via_relay = SluiceClient::Connect((*relay)->target());
+  OpenStream stream(via_relay->stub(),
                     Synthetic({{"tokens", 1000000}, {"token_interval_us", 20000}}));
   ASSERT_TRUE(stream.ReadChunks(3));
   (*relay)->Freeze();  // the client is gone; its connection still looks open
@@ -320,30 +313,22 @@ TEST_F(ShutdownTest, ShutdownWithQueuedAndHangingCallsDoesNotHang) {
 }
 
 TEST_F(ShutdownTest, SigtermWithActiveStreamsExitsZero) {
-  const std::string dir = std::string(std::getenv("TEST_TMPDIR")) + "/sigterm";
-  mkdir(dir.c_str(), 0755);
-  absl::StatusOr<std::unique_ptr<Subprocess>> process = Subprocess::Start(
-      {RunfilePath("service/sluice_server"), "--port=0", "--port_file=" + dir + "/port",
-       "--metrics_port=-1", "--shutdown_grace_ms=300"});
-  ASSERT_TRUE(process.ok());
-  absl::StatusOr<std::string> port = WaitForFile(dir + "/port", **process, kWait);
-  ASSERT_TRUE(port.ok()) << (*process)->Stderr();
-  SluiceClient client(
-      grpc::CreateChannel("127.0.0.1:" + std::string(absl::StripAsciiWhitespace(*port)),
-                          grpc::InsecureChannelCredentials()));
+  ServerProcess server("service/sluice_server", {"--shutdown_grace_ms=300"});
+  ASSERT_TRUE(server.WaitReady()) << server.process().Stderr();
   std::vector<std::unique_ptr<OpenStream>> streams;
   for (int i = 0; i < 100; ++i) {
     streams.push_back(std::make_unique<OpenStream>(
-        client.stub(), Synthetic({{"tokens", 1000000}, {"token_interval_us", 10000}})));
+        server.client().stub(), Synthetic({{"tokens", 1000000}, {"token_interval_us", 10000}})));
   }
   for (auto& s : streams) ASSERT_TRUE(s->ReadChunks(1));  // all 100 are generating
-  (*process)->Kill(SIGTERM);
+  Subprocess& process = server.process();
+  process.Kill(SIGTERM);
   for (auto& s : streams) EXPECT_EQ(s->Finish().error_code(), grpc::StatusCode::UNAVAILABLE);
-  absl::StatusOr<int> status = (*process)->Wait(kWait);
+  absl::StatusOr<int> status = process.Wait(kWait);
   ASSERT_TRUE(status.ok());
-  EXPECT_TRUE(WIFEXITED(*status)) << (*process)->Stderr();
-  EXPECT_EQ(WEXITSTATUS(*status), 0) << (*process)->Stderr();
-  EXPECT_THAT((*process)->Stderr(), HasSubstr("shutdown complete"));
+  EXPECT_TRUE(WIFEXITED(*status)) << process.Stderr();
+  EXPECT_EQ(WEXITSTATUS(*status), 0) << process.Stderr();
+  EXPECT_THAT(process.Stderr(), HasSubstr("shutdown complete"));
 }
 
 }  // namespace

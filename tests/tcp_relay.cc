@@ -94,7 +94,6 @@ void TcpRelay::Loop() {
           pipes.push_back({server, client, "", false});
           sockets.push_back(client);
           sockets.push_back(server);
-          ++connections_;
         } else {
           close(client);
           close(server);

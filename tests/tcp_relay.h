@@ -27,8 +27,6 @@ class TcpRelay {
 
   // Freeze: from now on no byte is forwarded and no socket is closed.
   void Freeze() { frozen_ = true; }
-  // connections: connections accepted so far.
-  int connections() const { return connections_; }
 
  private:
   TcpRelay() = default;
@@ -40,7 +38,6 @@ class TcpRelay {
   int port_ = 0;
   std::atomic<bool> frozen_{false};
   std::atomic<bool> stopping_{false};
-  std::atomic<int> connections_{0};
   std::thread thread_;
 };
 

@@ -17,8 +17,6 @@
 namespace sluice::testing {
 namespace {
 
-using ::sluice::Subprocess;
-
 // The extensions each kind of certificate gets; the same file serves as the
 // (otherwise empty) request configuration.
 constexpr char kConfig[] = R"([req]

@@ -88,4 +88,12 @@ grpc::Status OpenStream::Finish() {
   return reader_->Finish();
 }
 
+grpc::Status StreamAndCancelAfter(v1::Inference::Stub& stub, const v1::PredictRequest& request,
+                                  int n) {
+  OpenStream stream(stub, request);
+  EXPECT_TRUE(stream.ReadChunks(n));
+  stream.Cancel();
+  return stream.Finish();
+}
+
 }  // namespace sluice::testing

@@ -66,6 +66,12 @@ class OpenStream {
   std::vector<v1::PredictChunk> chunks_;
 };
 
+// StreamAndCancelAfter: opens a stream, reads `n` chunks (a test failure if it
+// cannot), cancels it from the client (keeping the connection up), and
+// returns the status.
+grpc::Status StreamAndCancelAfter(v1::Inference::Stub& stub, const v1::PredictRequest& request,
+                                  int n);
+
 }  // namespace sluice::testing
 
 #endif  // SLUICE_TESTS_TEST_SERVER_H_

@@ -1,5 +1,6 @@
 #include "service/inference_service.h"
 
+#include <algorithm>
 #include <chrono>
 #include <optional>
 #include <utility>
@@ -286,9 +287,7 @@ void InferenceService::RecordEnded(const CallSummary& summary) {
   // so one that still looks up is looked at once more a moment later.
   // A reading of the connection table taken after the cancel was seen serves
   // every call cancelled before it: a storm of cancels costs a few readings.
-  const absl::Time since =
-      summary.cancelled_at == absl::InfinitePast() ? absl::Now() : summary.cancelled_at;
-  const std::optional<bool> connected = probe_->IsConnected(summary.peer, since);
+  const std::optional<bool> connected = probe_->IsConnected(summary.peer, summary.cancelled_at);
   if (connected != true) {
     CallSummary classified = summary;
     if (connected == false) classified.cause = EndCause::kDisconnected;
@@ -301,35 +300,34 @@ void InferenceService::RecordEnded(const CallSummary& summary) {
     MutexLock lock(&pending_mu_);
     pending_.push_back(pending);
   }
-  timers_->RunAt(again, [this, pending] { Classify(*pending, /*look=*/true); });
+  timers_->RunAt(again, [this, pending] { Classify(pending); });
 }
 
-void InferenceService::Classify(PendingClassification& pending, bool look) {
-  // Under pending_mu_ from start to end: FlushAccounting must not return
-  // while a timer is half-way through recording a call.
-  MutexLock lock(&pending_mu_);
-  if (pending.done) return;
-  pending.done = true;
-  CallSummary summary = pending.summary;
-  // Once the server drains it closes connections itself: a second look then
-  // would see a client that cancelled as gone.
-  if (look && !draining_.load() &&
-      probe_->IsConnected(summary.peer, pending.look_again_at) == false) {
+void InferenceService::Classify(const std::shared_ptr<PendingClassification>& pending) {
+  // The look at the connection is taken outside pending_mu_, which cancels
+  // ending on other threads need. Once the server drains it closes
+  // connections itself: a second look then would see a client that
+  // cancelled as gone.
+  CallSummary summary = pending->summary;
+  if (!draining_.load() && probe_->IsConnected(summary.peer, pending->look_again_at) == false) {
     summary.cause = EndCause::kDisconnected;
   }
+  // Recorded under pending_mu_, and only if still pending: FlushAccounting
+  // may have recorded it meanwhile, and must not return while a timer is
+  // half-way through recording a call.
+  MutexLock lock(&pending_mu_);
+  auto it = std::find(pending_.begin(), pending_.end(), pending);
+  if (it == pending_.end()) return;
+  pending_.erase(it);
   Account(summary);
-  pending_.remove_if([&](const auto& p) { return p.get() == &pending; });
 }
 
 void InferenceService::FlushAccounting() {
-  std::list<std::shared_ptr<PendingClassification>> pending;
-  {
-    MutexLock lock(&pending_mu_);
-    pending = pending_;
-  }
   // At shutdown the server has closed every connection itself, so a second
   // look would see them all gone: keep the first look's answer (connected).
-  for (const auto& p : pending) Classify(*p, /*look=*/false);
+  MutexLock lock(&pending_mu_);
+  for (const auto& pending : pending_) Account(pending->summary);
+  pending_.clear();
 }
 
 void InferenceService::Account(const CallSummary& summary) {

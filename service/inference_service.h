@@ -94,11 +94,10 @@ class InferenceService final : public v1::Inference::CallbackService {
         : summary(std::move(s)), look_again_at(again) {}
     const CallSummary summary;
     const absl::Time look_again_at;
-    bool done = false;  // guarded by pending_mu_
   };
-  // Classify: records `pending` once; `look` takes the second look at its
-  // connection.
-  void Classify(PendingClassification& pending, bool look);
+  // Classify: takes the second look at `pending`'s connection and records
+  // it, unless FlushAccounting already has.
+  void Classify(const std::shared_ptr<PendingClassification>& pending);
   void Account(const CallSummary& summary);
 
   const CallLimits limits_;

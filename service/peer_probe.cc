@@ -6,7 +6,6 @@
 #include <linux/inet_diag.h>
 #include <linux/netlink.h>
 #include <linux/sock_diag.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
@@ -14,8 +13,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 #include <vector>
 
 #include "absl/strings/ascii.h"
@@ -31,6 +28,20 @@ namespace {
 
 constexpr absl::string_view kEstablished = "01";
 
+// ParseIp: a numeric IPv4 or IPv6 address, as its family and its 4 or 16
+// bytes in network order; false (and `family` untouched) if it is neither.
+bool ParseIp(const std::string& text, int* family, unsigned char ip[16]) {
+  if (inet_pton(AF_INET, text.c_str(), ip) == 1) {
+    *family = AF_INET;
+    return true;
+  }
+  if (inet_pton(AF_INET6, text.c_str(), ip) == 1) {
+    *family = AF_INET6;
+    return true;
+  }
+  return false;
+}
+
 // ParseKey: "ip:port" (as NormalizePeer makes it) as an address and port.
 bool ParseKey(const std::string& key, int* family, unsigned char ip[16], uint16_t* port) {
   const size_t colon = key.rfind(':');
@@ -38,27 +49,18 @@ bool ParseKey(const std::string& key, int* family, unsigned char ip[16], uint16_
   uint32_t p;
   if (!absl::SimpleAtoi(absl::string_view(key).substr(colon + 1), &p) || p > 0xFFFF) return false;
   *port = static_cast<uint16_t>(p);
-  const std::string host = key.substr(0, colon);
-  if (inet_pton(AF_INET, host.c_str(), ip) == 1) {
-    *family = AF_INET;
-    return true;
-  }
-  if (inet_pton(AF_INET6, host.c_str(), ip) == 1) {
-    *family = AF_INET6;
-    return true;
-  }
-  return false;
+  return ParseIp(key.substr(0, colon), family, ip);
 }
 
 enum class Lookup { kEstablished, kOtherState, kNoSocket, kError };
 
-// LookupTcp: asks sock_diag for the TCP socket with exactly these endpoints.
-// When the connection is gone the kernel's lookup finds the listening socket
-// instead (same local port), which counts as kOtherState.
-Lookup LookupTcp(int family, const unsigned char* local_ip, uint16_t local_port,
+// LookupTcp: asks sock_diag, over the netlink socket `fd`, for the TCP
+// socket with exactly these endpoints. When the connection is gone the
+// kernel's lookup finds the listening socket instead (same local port), which
+// counts as kOtherState. An exact lookup gets exactly one reply, so one
+// socket serves any number of lookups in turn.
+Lookup LookupTcp(int fd, int family, const unsigned char* local_ip, uint16_t local_port,
                  const unsigned char* remote_ip, uint16_t remote_port) {
-  const int fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
-  if (fd < 0) return Lookup::kError;
   struct {
     nlmsghdr header;
     inet_diag_req_v2 request;
@@ -95,7 +97,6 @@ Lookup LookupTcp(int family, const unsigned char* local_ip, uint16_t local_port,
       }
     }
   }
-  close(fd);
   return result;
 }
 
@@ -241,11 +242,7 @@ void PeerProbe::FindLocalAddresses(absl::string_view host, std::vector<Address>*
   if (!name.empty() && name.front() == '[' && name.back() == ']')
     name = name.substr(1, name.size() - 2);
   Address address;
-  if (inet_pton(AF_INET, name.c_str(), address.ip) == 1) {
-    address.family = AF_INET;
-  } else if (inet_pton(AF_INET6, name.c_str(), address.ip) == 1) {
-    address.family = AF_INET6;
-  }
+  ParseIp(name, &address.family, address.ip);
   const bool wildcard =
       address.family == 0 ||
       (address.family == AF_INET && std::memcmp(address.ip, "\0\0\0\0", 4) == 0) ||
@@ -281,24 +278,26 @@ std::optional<bool> PeerProbe::AskNetlink(const std::string& peer_key) const {
   uint16_t remote_port;
   if (!ParseKey(peer_key, &family, remote, &remote_port)) return std::nullopt;
   const std::shared_ptr<const Local> local = this->local();
-  bool asked = false;
-  for (const Address& address : local->addresses) {
-    if (address.family != family) continue;
-    switch (LookupTcp(family, address.ip, local->port, remote, remote_port)) {
-      case Lookup::kEstablished:
-        return true;
-      case Lookup::kOtherState:  // closing, or gone (the listener answered)
-      case Lookup::kNoSocket:    // gone (and no listener: the server stopped listening)
-        asked = true;
-        break;
-      case Lookup::kError:
-        return std::nullopt;
-    }
-  }
+  const int fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+  if (fd < 0) return std::nullopt;
   // Gone, if the kernel was asked about the connection from every address it
   // could have come to; no answer if there was no address to ask about.
-  if (asked) return false;
-  return std::nullopt;
+  std::optional<bool> answer;
+  for (const Address& address : local->addresses) {
+    if (address.family != family) continue;
+    const Lookup lookup = LookupTcp(fd, family, address.ip, local->port, remote, remote_port);
+    if (lookup == Lookup::kEstablished) {
+      answer = true;
+      break;
+    }
+    if (lookup == Lookup::kError) {
+      answer = std::nullopt;
+      break;
+    }
+    answer = false;  // closing, or gone (the listener answered, or none did)
+  }
+  close(fd);
+  return answer;
 }
 
 std::optional<bool> PeerProbe::IsConnected(absl::string_view peer, absl::Time since) {

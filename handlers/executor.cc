@@ -41,6 +41,7 @@ absl::Status Executor::Admit(const std::shared_ptr<Call>& call) {
     } else if (static_cast<int>(waiting_.size()) < options_.queue_capacity) {
       state.waiting = true;
       state.waiting_pos = waiting_.insert(waiting_.end(), call);
+      idle_cv_.SignalAll();  // WaitForQueued
     } else {
       return absl::ResourceExhaustedError(absl::StrCat(
           "model ", model_, " is at capacity: ", options_.max_active, " calls running and ",
@@ -48,7 +49,6 @@ absl::Status Executor::Admit(const std::shared_ptr<Call>& call) {
     }
     state.admitted = true;
     state.admitted_pos = admitted_.insert(admitted_.end(), call);
-    idle_cv_.SignalAll();
   }
   if (wake != nullptr) wake->cv.Signal();
   return absl::OkStatus();
@@ -84,7 +84,7 @@ Executor::IdleWorker* Executor::WakeOneLocked() {
 
 void Executor::Leave(Call* call) {
   std::shared_ptr<Call> admitted_ref, waiting_ref;  // released after unlocking
-  std::vector<IdleWorker*> wake;
+  IdleWorker* wake = nullptr;
   {
     MutexLock lock(&mu_);
     Call::ExecutorState& state = call->executor_state_;
@@ -100,23 +100,24 @@ void Executor::Leave(Call* call) {
     if (state.holds_slot) {
       state.holds_slot = false;
       --active_;
-      PromoteLocked(wake);
+      wake = PromoteLocked();
     }
     idle_cv_.SignalAll();
   }
-  for (IdleWorker* idle : wake) idle->cv.Signal();
+  if (wake != nullptr) wake->cv.Signal();
 }
 
-void Executor::PromoteLocked(std::vector<IdleWorker*>& wake) {
-  while (active_ < options_.max_active && !waiting_.empty()) {
-    std::shared_ptr<Call> next = std::move(waiting_.front());
-    waiting_.pop_front();
-    next->executor_state_.waiting = false;
-    next->executor_state_.holds_slot = true;
-    ++active_;
-    runnable_.push_back(std::move(next));
-    if (IdleWorker* idle = WakeOneLocked()) wake.push_back(idle);
-  }
+Executor::IdleWorker* Executor::PromoteLocked() {
+  // Calls queue only while every slot is taken, so one freed slot promotes
+  // at most one call.
+  if (active_ >= options_.max_active || waiting_.empty()) return nullptr;
+  std::shared_ptr<Call> next = std::move(waiting_.front());
+  waiting_.pop_front();
+  next->executor_state_.waiting = false;
+  next->executor_state_.holds_slot = true;
+  ++active_;
+  runnable_.push_back(std::move(next));
+  return WakeOneLocked();
 }
 
 void Executor::CancelAll(EndCause cause) {

@@ -94,9 +94,9 @@ class Executor {
     bool woken = false;  // guarded by mu_
   };
 
-  // PromoteLocked: gives freed slots to queued calls; the workers to wake
-  // for them are added to `wake`, to be signalled after unlocking.
-  void PromoteLocked(std::vector<IdleWorker*>& wake) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // PromoteLocked: gives a freed slot to the first queued call, if any; the
+  // worker to wake for it (to be signalled after unlocking), or nullptr.
+  IdleWorker* PromoteLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // WakeOneLocked: takes the most recently idle worker (its caches are the
   // warmest) off the idle stack; the caller signals it after unlocking.
   IdleWorker* WakeOneLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

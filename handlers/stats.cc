@@ -140,25 +140,25 @@ uint64_t ModelStats::ended(EndCause cause) const {
 }
 
 bool ModelStats::WaitForNoneInFlight(absl::Duration timeout) const {
-  const absl::Time deadline = absl::Now() + timeout;
-  auto none = [&] {
-    for (int m = 0; m < kNumMethods; ++m) {
-      if (in_flight(static_cast<Method>(m)) != 0) return false;
-    }
-    return true;
-  };
-  MutexLock lock(&mu_);
-  while (!none()) {
-    if (ended_cv_.WaitWithDeadline(&mu_, deadline)) return none();
-  }
-  return true;
+  return WaitFor(
+      [&] {
+        for (int m = 0; m < kNumMethods; ++m) {
+          if (in_flight(static_cast<Method>(m)) != 0) return false;
+        }
+        return true;
+      },
+      timeout);
 }
 
 bool ModelStats::WaitForEndedTotal(uint64_t n, absl::Duration timeout) const {
+  return WaitFor([&] { return ended_total() >= n; }, timeout);
+}
+
+bool ModelStats::WaitFor(const std::function<bool()>& done, absl::Duration timeout) const {
   const absl::Time deadline = absl::Now() + timeout;
   MutexLock lock(&mu_);
-  while (ended_total() < n) {
-    if (ended_cv_.WaitWithDeadline(&mu_, deadline)) return ended_total() >= n;
+  while (!done()) {
+    if (ended_cv_.WaitWithDeadline(&mu_, deadline)) return done();
   }
   return true;
 }

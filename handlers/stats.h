@@ -7,6 +7,7 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -133,7 +134,11 @@ class ModelStats {
   std::atomic<uint64_t> chunks_after_cancel_{0};
   Histogram time_to_first_chunk_;
   Histogram inter_chunk_;
-  mutable Mutex mu_;  // only for WaitForEndedTotal's wake-ups
+  // WaitFor: blocks until `done` (read under mu_ after each ended call) or
+  // `timeout`; whether `done` held.
+  bool WaitFor(const std::function<bool()>& done, absl::Duration timeout) const;
+
+  mutable Mutex mu_;  // only for the Wait* functions' wake-ups
   mutable CondVar ended_cv_;
 };
 

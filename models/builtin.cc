@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "models/charlm/charlm.h"
 #include "models/echo.h"
 #include "models/synthetic.h"
@@ -43,8 +44,9 @@ absl::Status RegisterBuiltinModels(const BuiltinModelOptions& options, ModelRegi
       status = registry->Register(
           "charlm", std::make_unique<CharLmModel>(std::move(corpus), options.charlm_order));
     } else {
-      status = absl::InvalidArgumentError(absl::StrCat("there is no built-in model named \"", name,
-                                                       "\"; choose from charlm, echo, synthetic"));
+      status =
+          absl::InvalidArgumentError(absl::StrCat("there is no built-in model named \"", name,
+                                                  "\"; choose from ", absl::StrJoin(all, ", ")));
     }
     if (!status.ok()) return status;
   }

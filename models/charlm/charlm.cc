@@ -101,19 +101,16 @@ const std::vector<NgramTable::Count>& NgramTable::Candidates(absl::string_view c
 
 int NgramTable::Sample(absl::string_view context, double temperature, double uniform) const {
   const std::vector<Count>& candidates = Candidates(context);
-  if (temperature <= 0) {
-    const Count* best = &candidates.front();
-    for (const Count& c : candidates) {
-      if (c.count > best->count) best = &c;
-    }
-    return best->symbol;
+  const Count* best = &candidates.front();  // the likeliest, lowest first among ties
+  for (const Count& c : candidates) {
+    if (c.count > best->count) best = &c;
   }
+  if (temperature <= 0) return best->symbol;
   // p(symbol) ∝ count^(1/temperature), computed as (count/max)^(1/temperature)
   // so every weight stays in [0, 1] and the likeliest is 1: the raw power
   // overflows to infinity at low temperatures (300^(1/0.005)), which turned
   // the draw into NaN and picked the last candidate instead of the likeliest.
-  uint32_t max_count = 0;
-  for (const Count& c : candidates) max_count = std::max(max_count, c.count);
+  const uint32_t max_count = best->count;
   std::vector<double> weights(candidates.size());
   double total = 0;
   for (size_t i = 0; i < candidates.size(); ++i) {

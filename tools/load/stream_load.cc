@@ -32,12 +32,18 @@ class StreamLoad::Reader final : public grpc::ClientReadReactor<v1::PredictChunk
     if (!ok) return;  // the stream is over; OnDone follows
     if (chunk_.finish_reason() == v1::FINISH_REASON_UNSPECIFIED) {
       MutexLock lock(&load_->mu_);
+      bool news = false;  // something a waiter waits for
       if (chunks_++ == 0) {
         first_chunk_ = absl::Now() - start_;
         ++load_->counts_.with_chunks;
+        news = true;
+      }
+      if (chunks_ == load_->marked_[index_] + 1) {
+        ++load_->progressed_;
+        news = true;
       }
       ++load_->counts_.chunks;
-      load_->cv_.SignalAll();
+      if (news) load_->cv_.SignalAll();
     }
     SLUICE_HAPPENS_BEFORE(this);
     StartRead(&chunk_);
@@ -46,7 +52,6 @@ class StreamLoad::Reader final : public grpc::ClientReadReactor<v1::PredictChunk
   void OnDone(const grpc::Status& status) override {
     SLUICE_HAPPENS_AFTER(this);
     MutexLock lock(&load_->mu_);
-    done_ = true;
     StreamLoad::Counts& c = load_->counts_;
     ++c.done;
     switch (status.error_code()) {
@@ -74,7 +79,6 @@ class StreamLoad::Reader final : public grpc::ClientReadReactor<v1::PredictChunk
 
   // Guarded by the load's mutex.
   int64_t chunks_ = 0;
-  bool done_ = false;
   absl::Duration first_chunk_ = absl::InfiniteDuration();
 
  private:
@@ -131,26 +135,17 @@ bool StreamLoad::WaitForFirstChunks(int n, absl::Time deadline) {
 void StreamLoad::MarkChunks() {
   MutexLock lock(&mu_);
   for (size_t i = 0; i < readers_.size(); ++i) marked_[i] = readers_[i]->chunks_;
+  progressed_ = 0;
 }
 
 int StreamLoad::WaitForChunksSinceMark(absl::Time deadline) {
   MutexLock lock(&mu_);
-  auto progressed = [&] {
-    int n = 0;
-    for (size_t i = 0; i < readers_.size(); ++i) {
-      if (readers_[i]->chunks_ > marked_[i]) ++n;
-    }
-    return n;
-  };
-  auto open = [&] {
-    int n = 0;
-    for (const auto& r : readers_) n += r->done_ ? 0 : 1;
-    return n;
-  };
-  while (progressed() < open()) {
+  // Every stream still open has progressed (a stream that ended after its
+  // chunk counts as progressed, not as open).
+  while (progressed_ < static_cast<int>(readers_.size()) - counts_.done) {
     if (cv_.WaitWithDeadline(&mu_, deadline)) break;
   }
-  return progressed();
+  return progressed_;
 }
 
 void StreamLoad::CancelAll() { CancelFirst(static_cast<int>(readers_.size())); }

@@ -87,6 +87,8 @@ class StreamLoad {
   CondVar cv_;
   Counts counts_ ABSL_GUARDED_BY(mu_);
   std::vector<int64_t> marked_ ABSL_GUARDED_BY(mu_);
+  // Streams with a chunk since the last MarkChunks.
+  int progressed_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace sluice

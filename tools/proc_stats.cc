@@ -11,10 +11,13 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 
 namespace sluice {
+
+std::string FormatMib(int64_t bytes) { return absl::StrFormat("%.1f MiB", bytes / 1048576.0); }
 
 std::optional<ProcStats> ReadProcStats(pid_t pid) {
   ProcStats stats;
@@ -52,25 +55,25 @@ std::optional<ProcStats> ReadProcStats(pid_t pid) {
   return stats;
 }
 
-std::optional<absl::Duration> ReadThreadsRunTime(pid_t pid, absl::string_view name_prefix) {
+std::optional<ThreadsRunTime> ReadThreadsRunTime(pid_t pid, absl::string_view name_prefix) {
   const std::string tasks = absl::StrCat("/proc/", pid, "/task");
   DIR* dir = opendir(tasks.c_str());
   if (dir == nullptr) return std::nullopt;
-  int64_t total_ns = 0;
+  int64_t all_ns = 0, named_ns = 0;
   while (const dirent* entry = readdir(dir)) {
     if (entry->d_name[0] == '.') continue;
-    if (!name_prefix.empty()) {
-      std::ifstream comm(absl::StrCat(tasks, "/", entry->d_name, "/comm"));
-      std::string name;
-      if (!std::getline(comm, name) || !absl::StartsWith(name, name_prefix)) continue;
-    }
+    const std::string task = absl::StrCat(tasks, "/", entry->d_name);
     // schedstat: time on a CPU (ns), time waiting for one (ns), timeslices.
-    std::ifstream schedstat(absl::StrCat(tasks, "/", entry->d_name, "/schedstat"));
+    std::ifstream schedstat(task + "/schedstat");
     int64_t on_cpu_ns = 0;
-    if (schedstat >> on_cpu_ns) total_ns += on_cpu_ns;  // a thread that just exited: skip
+    if (!(schedstat >> on_cpu_ns)) continue;  // a thread that just exited
+    all_ns += on_cpu_ns;
+    std::ifstream comm(task + "/comm");
+    std::string name;
+    if (std::getline(comm, name) && absl::StartsWith(name, name_prefix)) named_ns += on_cpu_ns;
   }
   closedir(dir);
-  return absl::Nanoseconds(total_ns);
+  return ThreadsRunTime{absl::Nanoseconds(all_ns), absl::Nanoseconds(named_ns)};
 }
 
 }  // namespace sluice

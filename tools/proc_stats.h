@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include <optional>
+#include <string>
 
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
@@ -19,17 +20,28 @@ struct ProcStats {
   absl::Duration cpu;  // user + system time, all threads
 };
 
+// FormatMib: `bytes` as "12.3 MiB".
+std::string FormatMib(int64_t bytes);
+
 // ReadProcStats: `pid`'s stats, or nullopt if it cannot be read.
 std::optional<ProcStats> ReadProcStats(pid_t pid);
 
-// ReadThreadsRunTime: the time `pid`'s live threads have spent on a CPU, to
+// ThreadsRunTime: the time a process's live threads have spent on a CPU, to
 // the nanosecond (the sum of /proc/<pid>/task/*/schedstat), for windows too
-// short for ProcStats::cpu's 10 ms ticks. A thread that exits leaves the sum,
-// so compare two readings only across a window in which none does (the
-// sluice server's threads live as long as it does). nullopt if unreadable.
-// `name_prefix`, if not empty, counts only the threads whose name (comm)
-// starts with it, e.g. "sluice:" for the sluice server's model workers.
-std::optional<absl::Duration> ReadThreadsRunTime(pid_t pid, absl::string_view name_prefix = "");
+// short for ProcStats::cpu's 10 ms ticks: all of them, and those whose name
+// (comm) starts with a given prefix.
+struct ThreadsRunTime {
+  absl::Duration all;
+  absl::Duration named;
+};
+
+// ReadThreadsRunTime: `pid`'s ThreadsRunTime, `named` counting the threads
+// whose name starts with `name_prefix` (e.g. "sluice:" for the sluice
+// server's model workers), in one walk of its threads. A thread that exits
+// leaves the sums, so compare two readings only across a window in which
+// none does (the sluice server's threads live as long as it does). nullopt
+// if unreadable.
+std::optional<ThreadsRunTime> ReadThreadsRunTime(pid_t pid, absl::string_view name_prefix);
 
 }  // namespace sluice
 

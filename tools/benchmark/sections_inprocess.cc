@@ -137,17 +137,6 @@ class LocalServer {
   std::unique_ptr<Server> server_;
 };
 
-v1::PredictRequest Synthetic(std::vector<std::pair<std::string, int64_t>> params,
-                             std::string request_id) {
-  v1::PredictRequest request;
-  request.set_model("synthetic");
-  request.set_request_id(std::move(request_id));
-  for (const auto& [name, value] : params) {
-    (*request.mutable_parameters())[name].set_int64_param(value);
-  }
-  return request;
-}
-
 std::string P50P99Max(const std::vector<double>& v, const std::string& unit) {
   const Summary s = Summarize(v);
   return absl::StrCat(FormatNumber(s.p50), " / ", FormatNumber(s.p99), " / ", FormatNumber(s.max),

@@ -93,19 +93,6 @@ class Child {
   std::string target_;
 };
 
-v1::PredictRequest Synthetic(std::vector<std::pair<std::string, int64_t>> params,
-                             std::string request_id = "") {
-  v1::PredictRequest request;
-  request.set_model("synthetic");
-  request.set_request_id(std::move(request_id));
-  for (const auto& [name, value] : params) {
-    (*request.mutable_parameters())[name].set_int64_param(value);
-  }
-  return request;
-}
-
-std::string Mib(int64_t bytes) { return absl::StrFormat("%.1f MiB", bytes / 1048576.0); }
-
 std::string P50P99(const std::vector<double>& v, const std::string& unit) {
   const Summary s = Summarize(v);
   return absl::StrCat(FormatNumber(s.p50), " / ", FormatNumber(s.p99), unit);
@@ -414,12 +401,11 @@ void RunServerProcessWaste(const BenchConfig& config, Report& report) {
     double all_us = 0, workers_us = 0;
   };
   auto window = [&](int64_t k, bool cancel, const std::string& id) -> std::optional<Cpu> {
-    std::optional<absl::Duration> at_mark, workers_at_mark;
+    std::optional<ThreadsRunTime> at_mark;
     absl::Time mark_time = absl::InfinitePast();
     {
       StreamSet set(channels, [&](int) {
-        at_mark = ReadThreadsRunTime(server->pid());
-        workers_at_mark = ReadThreadsRunTime(server->pid(), kWorkerThreadPrefix);
+        at_mark = ReadThreadsRunTime(server->pid(), kWorkerThreadPrefix);
         mark_time = absl::Now();
       });
       StreamPlan plan;
@@ -431,14 +417,13 @@ void RunServerProcessWaste(const BenchConfig& config, Report& report) {
       set.Start({plan});
       if (!set.WaitDone(absl::Now() + absl::Seconds(30))) return std::nullopt;
     }
-    if (!at_mark.has_value() || !workers_at_mark.has_value()) return std::nullopt;
+    if (!at_mark.has_value()) return std::nullopt;
     absl::SleepFor(mark_time + absl::Milliseconds(400) - absl::Now());
-    std::optional<absl::Duration> after = ReadThreadsRunTime(server->pid());
-    std::optional<absl::Duration> workers_after =
+    const std::optional<ThreadsRunTime> after =
         ReadThreadsRunTime(server->pid(), kWorkerThreadPrefix);
-    if (!after.has_value() || !workers_after.has_value()) return std::nullopt;
-    return Cpu{absl::ToDoubleMicroseconds(*after - *at_mark),
-               absl::ToDoubleMicroseconds(*workers_after - *workers_at_mark)};
+    if (!after.has_value()) return std::nullopt;
+    return Cpu{absl::ToDoubleMicroseconds(after->all - at_mark->all),
+               absl::ToDoubleMicroseconds(after->named - at_mark->named)};
   };
   std::vector<double> cancelled_us, control_us, cancelled_workers_us, control_workers_us;
   for (int i = 0; i < config.server_process_cancels; ++i) {
@@ -488,7 +473,7 @@ void RunServerProcessWaste(const BenchConfig& config, Report& report) {
                                                     static_cast<double>(cancelled_us.size()))),
                  " s of CPU, at most (each had up to ", config.waste_tokens, " tokens left)"));
   if (end.has_value()) {
-    report.Add(section, "server RSS at the end", Mib(end->rss_bytes));
+    report.Add(section, "server RSS at the end", FormatMib(end->rss_bytes));
   }
   report.Add(section, "server exit after SIGTERM", clean ? "0 (clean)" : "NOT clean", "clean",
              Check(clean));
@@ -555,7 +540,7 @@ void RunScale(const BenchConfig& config, Report& report) {
              "all", Check(served == streams));
   if (idle && open) {
     report.Add(section, "server RSS idle / all open",
-               absl::StrCat(Mib(idle->rss_bytes), " / ", Mib(open->rss_bytes), " (",
+               absl::StrCat(FormatMib(idle->rss_bytes), " / ", FormatMib(open->rss_bytes), " (",
                             FormatNumber((open->rss_bytes - idle->rss_bytes) / 1024.0 / streams),
                             " KiB per stream)"));
     report.Add(section, "server threads idle / all open",
@@ -570,7 +555,7 @@ void RunScale(const BenchConfig& config, Report& report) {
              "all", Check(ended && counts.cancelled == streams));
   report.Add(section, "server CPU in the second after the cancels",
              absl::StrCat(FormatNumber(absl::ToDoubleMilliseconds(cpu3 - cpu2)), " ms"));
-  if (after) report.Add(section, "server peak RSS", Mib(after->peak_rss_bytes));
+  if (after) report.Add(section, "server peak RSS", FormatMib(after->peak_rss_bytes));
   report.Add(section, "server exit after SIGTERM", clean ? "0 (clean)" : "NOT clean", "clean",
              Check(clean));
 }

@@ -10,6 +10,17 @@
 
 namespace sluice::bench {
 
+v1::PredictRequest Synthetic(std::vector<std::pair<std::string, int64_t>> params,
+                             std::string request_id) {
+  v1::PredictRequest request;
+  request.set_model("synthetic");
+  request.set_request_id(std::move(request_id));
+  for (const auto& [name, value] : params) {
+    (*request.mutable_parameters())[name].set_int64_param(value);
+  }
+  return request;
+}
+
 std::vector<std::shared_ptr<grpc::Channel>> MakeChannels(const std::string& target, int n,
                                                          absl::Time deadline) {
   static std::atomic<int> next_id{0};

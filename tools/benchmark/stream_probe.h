@@ -12,6 +12,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/time/time.h"
@@ -21,6 +22,10 @@
 #include "sluice/v1/inference.grpc.pb.h"
 
 namespace sluice::bench {
+
+// Synthetic: a request for the synthetic model with these int64 parameters.
+v1::PredictRequest Synthetic(std::vector<std::pair<std::string, int64_t>> params,
+                             std::string request_id = "");
 
 // MakeChannels: `n` channels to `target`, each its own HTTP/2 connection,
 // connected (or not, if `deadline` passes first: then an empty vector).

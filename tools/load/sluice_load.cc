@@ -54,8 +54,6 @@ ABSL_FLAG(int, open_timeout_ms, 180000, "Give up if the streams are not all open
 namespace sluice {
 namespace {
 
-std::string Mib(int64_t bytes) { return absl::StrFormat("%.1f MiB", bytes / 1048576.0); }
-
 std::string Percentile(std::vector<absl::Duration> v, double q) {
   if (v.empty()) return "n/a";
   std::sort(v.begin(), v.end());
@@ -71,8 +69,9 @@ void Report(const std::string& what, const std::string& value) {
 void ReportServer(pid_t pid, const std::string& when) {
   if (pid <= 0) return;
   if (std::optional<ProcStats> s = ReadProcStats(pid)) {
-    Report("server RSS " + when, absl::StrCat(Mib(s->rss_bytes), " (peak ", Mib(s->peak_rss_bytes),
-                                              ", ", s->threads, " threads)"));
+    Report("server RSS " + when,
+           absl::StrCat(FormatMib(s->rss_bytes), " (peak ", FormatMib(s->peak_rss_bytes), ", ",
+                        s->threads, " threads)"));
   }
 }
 
@@ -178,8 +177,8 @@ int Run(std::vector<std::string> params) {
     }
   }
   if (const std::optional<ProcStats> c = ReadProcStats(getpid())) {
-    Report("client RSS",
-           Mib(c->rss_bytes - (client_before ? client_before->rss_bytes : 0)) + " for the streams");
+    Report("client RSS", FormatMib(c->rss_bytes - (client_before ? client_before->rss_bytes : 0)) +
+                             " for the streams");
   }
 
   // Cancel every stream; each must end at once, as CANCELLED.

@@ -147,8 +147,6 @@ double Metric(const std::string& page, absl::string_view family,
   return total;
 }
 
-std::string Mib(int64_t bytes) { return absl::StrFormat("%.1f MiB", bytes / 1048576.0); }
-
 int Run() {
   const std::string dir = absl::StrCat("/tmp/sluice_soak.", getpid());
   mkdir(dir.c_str(), 0755);
@@ -181,7 +179,7 @@ int Run() {
   const pid_t pid = (*server)->pid();
   const int64_t idle_rss = ReadProcStats(pid)->rss_bytes;
   std::printf("server %s (pid %d), idle RSS %s, log %s\n", target.c_str(), pid,
-              Mib(idle_rss).c_str(), (*server)->stderr_path().c_str());
+              FormatMib(idle_rss).c_str(), (*server)->stderr_path().c_str());
 
   const absl::Time start = absl::Now();
   const absl::Time end = start + absl::Seconds(absl::GetFlag(FLAGS_duration_s));
@@ -232,7 +230,7 @@ int Run() {
     if (warm == 0 && tick - start >= absl::Seconds(absl::GetFlag(FLAGS_warmup_s)))
       warm = s->rss_bytes;
     std::printf("t=%4.0fs  RSS %s  CPU %.1fs\n", absl::ToDoubleSeconds(tick - start),
-                Mib(s->rss_bytes).c_str(), absl::ToDoubleSeconds(s->cpu));
+                FormatMib(s->rss_bytes).c_str(), absl::ToDoubleSeconds(s->cpu));
     std::fflush(stdout);
   }
   for (auto& t : threads) t.join();
@@ -276,8 +274,8 @@ int Run() {
       "  %-40s  transit, clients killed before they connected)\n",
       "total", ended, static_cast<long long>(calls + tally.killed.load()), "");
   std::printf("\nRSS: idle %s, warm baseline %s, peak %s, after the storm %s (%+.1f%% of warm)\n",
-              Mib(idle_rss).c_str(), Mib(warm).c_str(), Mib(peak).c_str(), Mib(final_rss).c_str(),
-              warm > 0 ? 100.0 * (final_rss - warm) / warm : 0.0);
+              FormatMib(idle_rss).c_str(), FormatMib(warm).c_str(), FormatMib(peak).c_str(),
+              FormatMib(final_rss).c_str(), warm > 0 ? 100.0 * (final_rss - warm) / warm : 0.0);
 
   // Every call the server saw has ended (none in flight), no client saw a
   // status that does not fit what it did, and memory came back.

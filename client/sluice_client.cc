@@ -3,7 +3,6 @@
 #include <thread>
 #include <utility>
 
-#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -13,6 +12,7 @@
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
 #include "models/sync.h"
+#include "service/auth.h"
 #include "service/status.h"
 #include "service/tls.h"
 
@@ -44,11 +44,8 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> SluiceClient::MakeChannel(
 
 absl::StatusOr<std::unique_ptr<SluiceClient>> SluiceClient::Connect(const std::string& target,
                                                                     const ConnectOptions& options) {
-  for (char c : options.auth_token) {
-    if (!absl::ascii_isgraph(static_cast<unsigned char>(c))) {
-      return absl::InvalidArgumentError(
-          "the auth token must be printable ASCII without spaces or control characters");
-    }
+  if (absl::Status status = BearerAuth::CheckTokenCharacters(options.auth_token); !status.ok()) {
+    return status;
   }
   absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = MakeChannel(target, options);
   if (!channel.ok()) return channel.status();

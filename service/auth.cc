@@ -35,13 +35,18 @@ absl::StatusOr<BearerAuth> BearerAuth::Create(absl::string_view token) {
     return absl::InvalidArgumentError(absl::StrCat("the auth token must be 1..", kMaxTokenBytes,
                                                    " characters, got ", token.size()));
   }
+  if (absl::Status status = CheckTokenCharacters(token); !status.ok()) return status;
+  return BearerAuth(Sha256(token));
+}
+
+absl::Status BearerAuth::CheckTokenCharacters(absl::string_view token) {
   for (char c : token) {
     if (!absl::ascii_isgraph(static_cast<unsigned char>(c))) {
       return absl::InvalidArgumentError(
           "the auth token must be printable ASCII without spaces or control characters");
     }
   }
-  return BearerAuth(Sha256(token));
+  return absl::OkStatus();
 }
 
 absl::Status BearerAuth::Check(std::optional<absl::string_view> authorization) const {

@@ -25,6 +25,10 @@ class BearerAuth {
   // characters without spaces (what fits in an HTTP/2 header value as is).
   static absl::StatusOr<BearerAuth> Create(absl::string_view token);
 
+  // CheckTokenCharacters: InvalidArgument unless every character of `token`
+  // is printable ASCII other than a space; for clients, before they send it.
+  static absl::Status CheckTokenCharacters(absl::string_view token);
+
   // Check: OK if `authorization` (the call's "authorization" metadata, or
   // nullopt if it had none) is "Bearer <the token>" (the scheme's case does
   // not matter); UNAUTHENTICATED saying what was wrong otherwise.

@@ -169,7 +169,7 @@ const std::string& ParameterValues::GetString(absl::string_view name) const {
 }
 bool ParameterValues::IsSet(absl::string_view name) const { return Find(name).set_by_client; }
 
-ParameterSchema::ParameterSchema(std::initializer_list<ParameterSpec> specs) : specs_(specs) {
+ParameterSchema::ParameterSchema(std::vector<ParameterSpec> specs) : specs_(std::move(specs)) {
   absl::flat_hash_map<std::string, int> seen;
   for (const ParameterSpec& spec : specs_) {
     CHECK(seen.emplace(spec.name(), 0).second) << "parameter declared twice: " << spec.name();

@@ -87,7 +87,9 @@ class ParameterValues {
 class ParameterSchema {
  public:
   ParameterSchema() = default;
-  ParameterSchema(std::initializer_list<ParameterSpec> specs);
+  ParameterSchema(std::initializer_list<ParameterSpec> specs)
+      : ParameterSchema(std::vector<ParameterSpec>(specs)) {}
+  explicit ParameterSchema(std::vector<ParameterSpec> specs);
 
   // Parse: validates `params` for `model`. Unknown names, wrong types and out
   // of range values are INVALID_ARGUMENT with a message saying what to send.

@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <limits>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/escaping.h"
@@ -107,11 +108,9 @@ const std::vector<Decl>& Decls() {
 
 const ParameterSchema& Schema() {
   static const ParameterSchema* const kSchema = [] {
-    const std::vector<Decl>& d = Decls();
-    // ParameterSchema takes an initializer_list; list the declarations out.
-    return new ParameterSchema({d[0].Spec(), d[1].Spec(), d[2].Spec(), d[3].Spec(), d[4].Spec(),
-                                d[5].Spec(), d[6].Spec(), d[7].Spec(), d[8].Spec(), d[9].Spec(),
-                                d[10].Spec(), d[11].Spec()});
+    std::vector<ParameterSpec> specs;
+    for (const Decl& d : Decls()) specs.push_back(d.Spec());
+    return new ParameterSchema(std::move(specs));
   }();
   return *kSchema;
 }

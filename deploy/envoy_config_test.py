@@ -9,7 +9,6 @@ import importlib
 import os
 import re
 import signal
-import subprocess
 import sys
 import threading
 import unittest
@@ -136,19 +135,12 @@ class HealthCheckTargetTest(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        sluice_testing.generate_stubs(sluice_testing.temp_dir("stubs"))
         # Generated as top-level modules (health_pb2): "grpc" is grpcio's package.
-        health_stubs = sluice_testing.temp_dir("health_stubs")
-        subprocess.run([sys.executable, "-m", "grpc_tools.protoc",
-                        f"-I{os.path.dirname(HEALTH_PROTO)}", f"--python_out={health_stubs}",
-                        f"--grpc_python_out={health_stubs}", HEALTH_PROTO],
-                       check=True, timeout=sluice_testing.WAIT_S)
-        sys.path.insert(0, health_stubs)
+        sluice_testing.generate_stubs(sluice_testing.temp_dir("health_stubs"), HEALTH_PROTO,
+                                      os.path.dirname(HEALTH_PROTO))
         cls.health_pb2 = importlib.import_module("health_pb2")
         cls.health_pb2_grpc = importlib.import_module("health_pb2_grpc")
-        client_dir = os.path.dirname(sluice_testing.runfile("client/python/sluice_client.py"))
-        sys.path.insert(0, client_dir)
-        cls.sluice_client = importlib.import_module("sluice_client")
+        cls.sluice_client = sluice_testing.import_client()
         [cluster] = load_yaml("deploy/envoy.yaml")["static_resources"]["clusters"]
         [check] = cluster["health_checks"]
         cls.service = check["grpc_health_check"]["service_name"]
@@ -175,7 +167,7 @@ class HealthCheckTargetTest(unittest.TestCase):
             client = self.sluice_client.SluiceClient(server.target)
             streaming = threading.Event()
             stream = threading.Thread(target=client.stream, args=(
-                "synthetic", b"", {"tokens": 100_000, "token_interval_us": 10_000}),
+                "synthetic", b"", sluice_testing.LONG_STREAM),
                 kwargs={"deadline_s": sluice_testing.WAIT_S,
                         "on_chunk": lambda _: streaming.set()})
             stream.start()

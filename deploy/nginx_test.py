@@ -20,12 +20,9 @@ import sluice_testing  # noqa: E402
 
 NGINX = "/usr/sbin/nginx"
 NGHTTP = "/usr/bin/nghttp"  # Debian's nghttp2-client
-# A stream that would run for 1000 s unless stopped: one chunk every 10 ms.
-LONG_STREAM = {"tokens": 100_000, "token_interval_us": 10_000}
-INTERVAL_S = 0.010
-# Chunks a replica may make after the cancel or deadline before acting on it
-# (buffer, in flight, a second of slack); far below 100000.
-SLACK_CHUNKS = 8 + 100
+LONG_STREAM = sluice_testing.LONG_STREAM
+INTERVAL_S = sluice_testing.INTERVAL_S
+SLACK_CHUNKS = sluice_testing.SLACK_CHUNKS
 
 # The process-level part a deployment takes from its own nginx.conf (Debian's
 # includes conf.d/*.conf in http {}); here everything lives in the test's dir.
@@ -109,11 +106,7 @@ class NginxTest(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        sluice_testing.generate_stubs(sluice_testing.temp_dir("stubs"))
-        client_dir = os.path.dirname(sluice_testing.runfile("client/python/sluice_client.py"))
-        sys.path.insert(0, client_dir)
-        # Imported only now: they need the stubs generated above.
-        sluice_client = importlib.import_module("sluice_client")
+        sluice_client = sluice_testing.import_client()
         cls.pb = importlib.import_module("sluice.v1.inference_pb2")
         cls.replicas = [sluice_testing.SluiceServer("replica_a"),
                         sluice_testing.SluiceServer("replica_b")]

@@ -3,7 +3,6 @@
 mid-stream cancel and a deadline, each checked from the server's side too
 (its --vlog=1 line for the call says how and when generation stopped)."""
 
-import importlib
 import os
 import subprocess
 import sys
@@ -14,26 +13,16 @@ sys.path.insert(0, os.path.join(os.environ["TEST_SRCDIR"], os.environ["TEST_WORK
                                 "tests", "python"))
 import sluice_testing  # noqa: E402
 
-# A stream that would run for 1000 s unless stopped: one chunk every 10 ms,
-# paced by the server (no CPU burned, so a busy machine does not skew it).
-LONG_STREAM = {"tokens": 100_000, "token_interval_us": 10_000}
-INTERVAL_S = 0.010
-# Chunks the server may make between the client's cancel (or deadline) and
-# the server acting on it: the stream's buffer, what is in flight, and a
-# second of slack for a loaded machine. Far below the 100000 of a stream
-# that was not stopped.
-SLACK_CHUNKS = 8 + 100
+LONG_STREAM = sluice_testing.LONG_STREAM
+INTERVAL_S = sluice_testing.INTERVAL_S
+SLACK_CHUNKS = sluice_testing.SLACK_CHUNKS
 
 
 class PythonClientTest(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        sluice_testing.generate_stubs(sluice_testing.temp_dir("stubs"))
-        client_dir = os.path.dirname(sluice_testing.runfile("client/python/sluice_client.py"))
-        sys.path.insert(0, client_dir)
-        # Imported only now: it needs the stubs generated above.
-        cls.module = importlib.import_module("sluice_client")
+        cls.module = sluice_testing.import_client()
         cls.server = sluice_testing.SluiceServer("server")
         cls.client = cls.module.SluiceClient(cls.server.target)
 

@@ -7,6 +7,7 @@ by the test and ended by their PID.
 """
 
 import ctypes
+import importlib
 import os
 import re
 import select
@@ -21,6 +22,16 @@ from typing import Callable, Dict, List, Optional, Sequence, TypeVar
 # Generous: these bound waits for events that normally take milliseconds, on
 # a busy 2-core machine.
 WAIT_S = 30.0
+
+# A stream that would run for 1000 s unless stopped: one chunk every 10 ms,
+# paced by the server (no CPU burned, so a busy machine does not skew it).
+LONG_STREAM = {"tokens": 100_000, "token_interval_us": 10_000}
+INTERVAL_S = 0.010
+# Chunks the server may make between the client's cancel (or deadline) and
+# acting on it: the few buffered or in flight (the client reads them as they
+# come) and a second of slack for a loaded machine. Far below the 100000 of a
+# stream that was not stopped.
+SLACK_CHUNKS = 8 + 100
 
 _IN_CLOSE_WRITE = 0x00000008
 _IN_MOVED_TO = 0x00000080
@@ -43,15 +54,27 @@ def temp_dir(name: str) -> str:
     return path
 
 
-def generate_stubs(out_dir: str) -> None:
-    """Generates the Python stubs of protos/sluice/v1/inference.proto into
-    out_dir and puts out_dir on sys.path."""
-    proto = runfile("protos/sluice/v1/inference.proto")
-    root = proto[:-len("sluice/v1/inference.proto")]
-    subprocess.run([sys.executable, "-m", "grpc_tools.protoc", f"-I{root}",
+def generate_stubs(out_dir: str, proto: Optional[str] = None,
+                   include_dir: Optional[str] = None) -> None:
+    """Generates the Python stubs of `proto` (by default
+    protos/sluice/v1/inference.proto, as package sluice.v1) into out_dir and
+    puts out_dir on sys.path. `include_dir` is the import root the modules'
+    names are relative to."""
+    if proto is None:
+        proto = runfile("protos/sluice/v1/inference.proto")
+        include_dir = proto[:-len("sluice/v1/inference.proto")]
+    subprocess.run([sys.executable, "-m", "grpc_tools.protoc", f"-I{include_dir}",
                     f"--python_out={out_dir}", f"--grpc_python_out={out_dir}", proto],
                    check=True, timeout=WAIT_S)
     sys.path.insert(0, out_dir)
+
+
+def import_client():
+    """The example Python client's module (client/python/sluice_client.py),
+    imported after generating the stubs it needs."""
+    generate_stubs(temp_dir("stubs"))
+    sys.path.insert(0, os.path.dirname(runfile("client/python/sluice_client.py")))
+    return importlib.import_module("sluice_client")
 
 
 def free_loopback_port() -> int:

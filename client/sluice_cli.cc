@@ -1,7 +1,7 @@
 // sluice_cli: call a sluice server from the command line.
 //
 //   sluice_cli --model=charlm --input="The river" --param max_tokens=200 --stream
-//   sluice_cli --model=synthetic --param tokens=3000 --param token_cost_us=1000 \
+//   sluice_cli --model=synthetic --param tokens=3000 --param token_cost_us=1000
 //              --stream --cancel_after_chunks=10
 //   sluice_cli --list_models
 //   sluice_cli --target=host:50051 --tls_ca=ca.pem --auth_token_file=token --list_models

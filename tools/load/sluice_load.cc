@@ -4,7 +4,7 @@
 // one command gives the whole figure:
 //
 //   bazel build -c opt //tools/load:sluice_load //service:sluice_server
-//   bazel-bin/tools/load/sluice_load --server=bazel-bin/service/sluice_server \
+//   bazel-bin/tools/load/sluice_load --server=bazel-bin/service/sluice_server
 //       --streams=10000 --channels=100 --param token_interval_us=1000000
 //
 // Every phase is bounded in time; the tool exits non-zero if a stream was not

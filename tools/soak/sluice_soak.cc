@@ -7,7 +7,7 @@
 // ended, and that every generator was released (the server's own metrics).
 //
 //   bazel build -c opt //tools/soak:sluice_soak //service:sluice_server //client:sluice_cli
-//   bazel-bin/tools/soak/sluice_soak --server=bazel-bin/service/sluice_server \
+//   bazel-bin/tools/soak/sluice_soak --server=bazel-bin/service/sluice_server
 //       --cli=bazel-bin/client/sluice_cli --duration_s=600
 
 #include <signal.h>

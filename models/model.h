@@ -69,8 +69,11 @@ class PreparedCall {
       const CancellationToken& cancel) = 0;
 };
 
-// ModelBase: the type-erased model the framework drives. Users derive from
-// Model<Input, Output> below rather than from this class.
+// ModelBase: what every model has, whichever of the two kinds it is: a
+// generator model (Model<Input, Output> below: one generator per call, run
+// on the model's worker threads) or a batched model (BatchedModel in
+// models/batched_model.h: many calls share each model step). Users derive
+// from one of those two templates, not from this class.
 class ModelBase {
  public:
   virtual ~ModelBase() = default;
@@ -88,9 +91,13 @@ class ModelBase {
   // Setup: called once, before the model serves its first request, on the
   // thread that starts the server. A non-OK status stops the server starting.
   virtual absl::Status Setup() { return absl::OkStatus(); }
+};
 
-  // Prepare: validates and decodes a request (framework-facing; implemented
-  // by Model<Input, Output>).
+// GeneratorModelBase: the type-erased generator model the framework drives
+// (implemented by Model<Input, Output>).
+class GeneratorModelBase : public ModelBase {
+ public:
+  // Prepare: validates and decodes a request.
   virtual absl::StatusOr<std::unique_ptr<PreparedCall>> Prepare(
       absl::string_view model_name, const v1::PredictRequest& request) = 0;
 };
@@ -101,7 +108,7 @@ class ModelBase {
 // be thread-safe. Predict runs on the model's worker threads, concurrently
 // for different calls (as many as the model's max_active option allows).
 template <typename Input, typename Output>
-class Model : public ModelBase {
+class Model : public GeneratorModelBase {
  public:
   // Decode: turns a request into the model's input. Runs on a gRPC thread
   // before the request is queued, so it must be cheap. Return

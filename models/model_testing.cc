@@ -37,7 +37,7 @@ v1::PredictRequest MakeRequest(std::string model, std::string input,
 
 std::string ModelRun::Joined() const { return absl::StrJoin(chunks, ""); }
 
-absl::StatusOr<ModelRun> RunModel(ModelBase& model, const v1::PredictRequest& request,
+absl::StatusOr<ModelRun> RunModel(GeneratorModelBase& model, const v1::PredictRequest& request,
                                   const CancellationToken& cancel, int max_steps) {
   absl::StatusOr<std::unique_ptr<PreparedCall>> prepared = model.Prepare(request.model(), request);
   if (!prepared.ok()) return prepared.status();

@@ -29,7 +29,7 @@ struct ModelRun {
 
 // RunModel: prepares `request` on `model` and drains its generator the way a
 // single worker would (honouring WaitUntil by waiting), at most `max_steps`.
-absl::StatusOr<ModelRun> RunModel(ModelBase& model, const v1::PredictRequest& request,
+absl::StatusOr<ModelRun> RunModel(GeneratorModelBase& model, const v1::PredictRequest& request,
                                   const CancellationToken& cancel = CancellationToken(),
                                   int max_steps = 1'000'000);
 

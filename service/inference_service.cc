@@ -243,7 +243,7 @@ absl::StatusOr<InferenceService::Admission> InferenceService::Admit(
   }
   absl::StatusOr<std::unique_ptr<PreparedCall>> prepared;
   try {
-    prepared = served->model->Prepare(served->name, request);
+    prepared = dynamic_cast<GeneratorModelBase*>(served->model)->Prepare(served->name, request);
   } catch (const std::exception& e) {
     prepared =
         absl::InternalError(absl::StrCat("model ", served->name, " threw from Decode: ", e.what()));

@@ -56,7 +56,7 @@ struct Run {
   std::string thrown;
 };
 
-Run Drive(ModelBase& model, absl::string_view name, const v1::PredictRequest& request,
+Run Drive(GeneratorModelBase& model, absl::string_view name, const v1::PredictRequest& request,
           bool cancelled, size_t max_steps = kMaxSteps) {
   Run run;
   absl::StatusOr<std::unique_ptr<PreparedCall>> prepared = model.Prepare(name, request);
@@ -196,7 +196,8 @@ struct Models {
 };
 
 // Prepared: whether `model` accepts `request`; if not, checks the rejection.
-bool Accepts(ModelBase& model, const std::string& name, const v1::PredictRequest& request) {
+bool Accepts(GeneratorModelBase& model, const std::string& name,
+             const v1::PredictRequest& request) {
   absl::StatusOr<std::unique_ptr<PreparedCall>> prepared = model.Prepare(name, request);
   if (!prepared.ok()) {
     fuzz::ExpectRejection(prepared.status(), {name}, request.ShortDebugString());

@@ -40,7 +40,7 @@ class CallTest : public ::testing::Test {
 
   void StartExecutor(ExecutorOptions options) {
     if (executor_ != nullptr) executor_->Stop();
-    executor_ = std::make_unique<Executor>("synthetic", options);
+    executor_ = std::make_unique<Executor>("synthetic", options, &real_timers_);
     executor_->Start();
   }
 
@@ -53,23 +53,17 @@ class CallTest : public ::testing::Test {
     return options;
   }
 
-  std::shared_ptr<StreamCall> NewStream(const v1::PredictRequest& request, FakeStreamSink* sink,
-                                        CallOptions options) {
-    absl::StatusOr<std::unique_ptr<PreparedCall>> prepared = model_.Prepare("synthetic", request);
-    EXPECT_TRUE(prepared.ok()) << prepared.status();
-    auto call = StreamCall::Create(std::move(options), *std::move(prepared), executor_.get(),
-                                   timers_, &stats_, sink, summaries_.callback());
-    sink->set_call(call);
-    return call;
-  }
-
   std::shared_ptr<StreamCall> Stream(const v1::PredictRequest& request, FakeStreamSink* sink) {
     return Stream(request, sink, Options());
   }
   std::shared_ptr<StreamCall> Stream(const v1::PredictRequest& request, FakeStreamSink* sink,
                                      CallOptions options) {
-    auto call = NewStream(request, sink, std::move(options));
-    EXPECT_TRUE(executor_->Admit(call).ok());
+    absl::StatusOr<std::unique_ptr<PreparedCall>> prepared = model_.Prepare("synthetic", request);
+    EXPECT_TRUE(prepared.ok()) << prepared.status();
+    auto call =
+        StreamCall::Create(std::move(options), timers_, &stats_, sink, summaries_.callback());
+    sink->set_call(call);
+    EXPECT_TRUE(executor_->Admit(call, *std::move(prepared)).ok());
     return call;
   }
 
@@ -77,9 +71,9 @@ class CallTest : public ::testing::Test {
                                    CallOptions options) {
     absl::StatusOr<std::unique_ptr<PreparedCall>> prepared = model_.Prepare("synthetic", request);
     EXPECT_TRUE(prepared.ok()) << prepared.status();
-    auto call = UnaryCall::Create(std::move(options), *std::move(prepared), executor_.get(),
-                                  timers_, &stats_, sink, summaries_.callback());
-    EXPECT_TRUE(executor_->Admit(call).ok());
+    auto call =
+        UnaryCall::Create(std::move(options), timers_, &stats_, sink, summaries_.callback());
+    EXPECT_TRUE(executor_->Admit(call, *std::move(prepared)).ok());
     return call;
   }
 

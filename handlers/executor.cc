@@ -2,15 +2,70 @@
 
 #include <pthread.h>
 
+#include <atomic>
+#include <exception>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "glog/logging.h"
 
 namespace sluice {
+namespace {
 
-Executor::Executor(std::string model, ExecutorOptions options)
-    : model_(std::move(model)), options_(options) {
+// A turn gives one call the worker for at most this many steps or this long,
+// whichever comes first, so that active calls share workers fairly.
+constexpr int kMaxStepsPerTurn = 64;
+constexpr absl::Duration kTurnSlice = absl::Milliseconds(2);
+
+std::string DescribeException(std::exception_ptr e) {
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& ex) {
+    return ex.what();
+  } catch (...) {
+    return "an exception not derived from std::exception";
+  }
+}
+
+}  // namespace
+
+// GeneratorTask: one call's generator as the executor runs it.
+class Executor::GeneratorTask final : public CallDriver::Task,
+                                      public std::enable_shared_from_this<GeneratorTask> {
+ public:
+  GeneratorTask(std::shared_ptr<Call> call, std::unique_ptr<PreparedCall> prepared)
+      : call_(std::move(call)), prepared_(std::move(prepared)) {}
+
+  ~GeneratorTask() override {
+    DCHECK(generator_ == nullptr) << "a task was destroyed holding its generator";
+  }
+
+  Mutex mu;
+  Phase phase ABSL_GUARDED_BY(mu) = Phase::kPending;
+  // Notices that arrived during a turn, for the worker to act on.
+  std::atomic<bool> stop_requested{false};
+  bool resume_requested ABSL_GUARDED_BY(mu) = false;
+
+  // call_, prepared_ and generator_ are touched only by the worker running a
+  // turn (kRunning), or under mu while no turn runs. End moves them out;
+  // call_ is the task's strong reference to its call (which holds the task),
+  // so it is dropped when the task ends.
+  std::shared_ptr<Call> call_;
+  std::unique_ptr<PreparedCall> prepared_;
+  std::unique_ptr<EncodedGenerator> generator_;
+  uint64_t steps_ = 0;  // generator steps taken, for messages
+
+  // The executor's bookkeeping, guarded by the executor's mu_.
+  bool admitted = false;    // in admitted_
+  bool waiting = false;     // in waiting_ (no active slot yet)
+  bool holds_slot = false;  // counts against max_active
+  std::list<std::shared_ptr<GeneratorTask>>::iterator admitted_pos;
+  std::list<std::shared_ptr<GeneratorTask>>::iterator waiting_pos;
+};
+
+Executor::Executor(std::string model, ExecutorOptions options, Timers* timers)
+    : model_(std::move(model)), options_(options), timers_(timers) {
   CHECK_GE(options_.workers, 1);
   CHECK_GE(options_.max_active, 1);
   CHECK_GE(options_.queue_capacity, 0);
@@ -28,31 +83,228 @@ void Executor::Start() {
   }
 }
 
-absl::Status Executor::Admit(const std::shared_ptr<Call>& call) {
+absl::Status Executor::Admit(const std::shared_ptr<Call>& call,
+                             std::unique_ptr<PreparedCall> prepared) {
+  auto task = std::make_shared<GeneratorTask>(call, std::move(prepared));
   IdleWorker* wake = nullptr;
   {
     MutexLock lock(&mu_);
-    Call::ExecutorState& state = call->executor_state_;
     if (active_ < options_.max_active) {
       ++active_;
-      state.holds_slot = true;
-      runnable_.push_back(call);
+      task->holds_slot = true;
+      runnable_.push_back(task);
       wake = WakeOneLocked();
     } else if (static_cast<int>(waiting_.size()) < options_.queue_capacity) {
-      state.waiting = true;
-      state.waiting_pos = waiting_.insert(waiting_.end(), call);
+      task->waiting = true;
+      task->waiting_pos = waiting_.insert(waiting_.end(), task);
       idle_cv_.SignalAll();  // WaitForQueued
     } else {
+      task->call_.reset();  // never admitted: no cycle to leave behind
       return absl::ResourceExhaustedError(absl::StrCat(
           "model ", model_, " is at capacity: ", options_.max_active, " calls running and ",
           options_.queue_capacity, " queued (its queue_capacity); retry later"));
     }
-    state.admitted = true;
-    state.admitted_pos = admitted_.insert(admitted_.end(), call);
+    // Attached before any worker (which needs mu_) can see the task.
+    call->Attach(this, task);
+    task->admitted = true;
+    task->admitted_pos = admitted_.insert(admitted_.end(), task);
   }
   if (wake != nullptr) wake->cv.Signal();
   return absl::OkStatus();
 }
+
+// --- Turns -------------------------------------------------------------------
+
+void Executor::RunTurn(const std::shared_ptr<GeneratorTask>& task) {
+  {
+    MutexLock lock(&task->mu);
+    if (task->phase == Phase::kEnded) return;  // stopped while it waited in the run queue
+    if (task->phase != Phase::kPending && task->phase != Phase::kRunnable) {
+      LOG(DFATAL) << "RunTurn on a task in phase " << static_cast<int>(task->phase);
+      return;
+    }
+    task->phase = Phase::kRunning;
+  }
+  // From here this worker owns the task's call, prepared call and generator
+  // until it parks or ends the task.
+  Call& call = *task->call_;
+  // A call whose caller left, or whose deadline passed, while it waited for
+  // its turn ends here; if it never started, the model never sees it.
+  if (std::optional<EndCause> why = call.StopReason()) {
+    call.Cancel(*why);
+    End(*task);
+    return;
+  }
+  if (task->generator_ == nullptr) {
+    call.Started();
+    absl::StatusOr<std::unique_ptr<EncodedGenerator>> started;
+    try {
+      started = task->prepared_->Start(call.token());
+    } catch (...) {
+      started = absl::InternalError(absl::StrCat(
+          "model ", model_, " threw from Predict: ", DescribeException(std::current_exception())));
+    }
+    if (started.ok() && *started == nullptr) {
+      started = absl::InternalError("Predict returned a null generator");
+    }
+    if (!started.ok()) {
+      call.Fail(started.status());
+      End(*task);
+      return;
+    }
+    task->generator_ = *std::move(started);
+  }
+
+  const absl::Time slice_end = absl::Now() + kTurnSlice;
+  int steps = 0;
+  while (true) {
+    // A stop noticed during the last step: start no other.
+    if (task->stop_requested.load(std::memory_order_acquire)) break;
+    Step<std::string> step = Step<std::string>::Done();
+    try {
+      step = task->generator_->Next();
+    } catch (...) {
+      step = Step<std::string>::Error(absl::InternalError(
+          absl::StrCat("model ", model_, " threw while generating chunk ", task->steps_, ": ",
+                       DescribeException(std::current_exception()))));
+    }
+    ++task->steps_;
+    switch (step.kind()) {
+      case Step<std::string>::Kind::kChunk:
+        switch (call.Emit(std::move(step.chunk()))) {
+          case Call::EmitResult::kMore:
+            if (++steps >= kMaxStepsPerTurn || absl::Now() >= slice_end) {
+              Park(task, Phase::kRunnable, absl::InfinitePast());
+              return;
+            }
+            continue;
+          case Call::EmitResult::kFull:
+            Park(task, Phase::kBlocked, absl::InfinitePast());
+            return;
+          case Call::EmitResult::kStopped:
+            break;
+        }
+        break;
+      case Step<std::string>::Kind::kDone:
+        call.Complete(step.finish_reason());
+        break;
+      case Step<std::string>::Kind::kWait:
+        if (step.wait_until() <= absl::Now() && ++steps < kMaxStepsPerTurn) {
+          // Due already: a pure question first, since no Emit asked it.
+          if (std::optional<EndCause> why = call.StopReason()) {
+            call.Cancel(*why);
+            break;
+          }
+          continue;
+        }
+        Park(task, Phase::kSleeping, step.wait_until());
+        return;
+      case Step<std::string>::Kind::kError:
+        call.Fail(step.status());
+        break;
+    }
+    break;  // the call is over: done, failed or stopped
+  }
+  End(*task);
+}
+
+void Executor::Park(const std::shared_ptr<GeneratorTask>& task, Phase phase, absl::Time wake_at) {
+  {
+    MutexLock lock(&task->mu);
+    // A stop that came during the turn (the phase is still kRunning, so
+    // StopTask left the ending to this worker).
+    if (task->stop_requested.load(std::memory_order_acquire)) {
+      phase = Phase::kEnded;
+    } else {
+      if (phase == Phase::kBlocked && std::exchange(task->resume_requested, false)) {
+        phase = Phase::kRunnable;  // the client caught up while the turn ended
+      }
+      task->phase = phase;
+    }
+  }
+  switch (phase) {
+    case Phase::kEnded:
+      End(*task);
+      break;
+    case Phase::kRunnable:
+      Schedule(task);
+      break;
+    case Phase::kSleeping:
+      timers_->RunAt(wake_at, [this, weak = std::weak_ptr<GeneratorTask>(task)] {
+        if (std::shared_ptr<GeneratorTask> task = weak.lock()) Wake(task);
+      });
+      break;
+    default:
+      break;  // kBlocked: ResumeTask schedules it
+  }
+}
+
+void Executor::Wake(const std::shared_ptr<GeneratorTask>& task) {
+  {
+    MutexLock lock(&task->mu);
+    if (task->phase != Phase::kSleeping) return;
+    task->phase = Phase::kRunnable;
+  }
+  Schedule(task);
+}
+
+void Executor::End(GeneratorTask& task) {
+  std::shared_ptr<Call> call;
+  std::unique_ptr<EncodedGenerator> generator;
+  std::unique_ptr<PreparedCall> prepared;
+  {
+    MutexLock lock(&task.mu);
+    if (task.phase == Phase::kEnded) return;
+    task.phase = Phase::kEnded;
+    call = std::move(task.call_);
+    generator = std::move(task.generator_);
+    prepared = std::move(task.prepared_);
+  }
+  // Release first: freeing the model's resources is the point of stopping.
+  generator.reset();
+  prepared.reset();
+  Leave(task);
+  call->Released();
+}
+
+// --- Notices from calls --------------------------------------------------------
+
+void Executor::StopTask(Task& base) {
+  auto& task = static_cast<GeneratorTask&>(base);
+  {
+    MutexLock lock(&task.mu);
+    switch (task.phase) {
+      case Phase::kRunning:
+        // The worker sees it as soon as the step in flight returns.
+        task.stop_requested.store(true, std::memory_order_release);
+        return;
+      case Phase::kEnded:
+        return;
+      case Phase::kPending:
+      case Phase::kRunnable:
+      case Phase::kBlocked:
+      case Phase::kSleeping:
+        break;  // parked: end it here and now
+    }
+  }
+  End(task);
+}
+
+void Executor::ResumeTask(Task& base) {
+  auto& task = static_cast<GeneratorTask&>(base);
+  {
+    MutexLock lock(&task.mu);
+    if (task.phase == Phase::kRunning) {
+      task.resume_requested = true;  // for Park, at the end of this turn
+      return;
+    }
+    if (task.phase != Phase::kBlocked) return;
+    task.phase = Phase::kRunnable;
+  }
+  Schedule(task.shared_from_this());
+}
+
+// --- Bookkeeping ---------------------------------------------------------------
 
 bool Executor::WaitForQueued(int n, absl::Time deadline) const {
   MutexLock lock(&mu_);
@@ -62,11 +314,11 @@ bool Executor::WaitForQueued(int n, absl::Time deadline) const {
   return true;
 }
 
-void Executor::Schedule(std::shared_ptr<Call> call) {
+void Executor::Schedule(std::shared_ptr<GeneratorTask> task) {
   IdleWorker* wake = nullptr;
   {
     MutexLock lock(&mu_);
-    runnable_.push_back(std::move(call));
+    runnable_.push_back(std::move(task));
     wake = WakeOneLocked();
   }
   // Signalled after unlocking, so that the woken worker does not block at
@@ -82,23 +334,22 @@ Executor::IdleWorker* Executor::WakeOneLocked() {
   return idle;
 }
 
-void Executor::Leave(Call* call) {
-  std::shared_ptr<Call> admitted_ref, waiting_ref;  // released after unlocking
+void Executor::Leave(GeneratorTask& task) {
+  std::shared_ptr<GeneratorTask> admitted_ref, waiting_ref;  // released after unlocking
   IdleWorker* wake = nullptr;
   {
     MutexLock lock(&mu_);
-    Call::ExecutorState& state = call->executor_state_;
-    if (!state.admitted) return;
-    state.admitted = false;
-    admitted_ref = std::move(*state.admitted_pos);
-    admitted_.erase(state.admitted_pos);
-    if (state.waiting) {
-      state.waiting = false;
-      waiting_ref = std::move(*state.waiting_pos);
-      waiting_.erase(state.waiting_pos);
+    if (!task.admitted) return;
+    task.admitted = false;
+    admitted_ref = std::move(*task.admitted_pos);
+    admitted_.erase(task.admitted_pos);
+    if (task.waiting) {
+      task.waiting = false;
+      waiting_ref = std::move(*task.waiting_pos);
+      waiting_.erase(task.waiting_pos);
     }
-    if (state.holds_slot) {
-      state.holds_slot = false;
+    if (task.holds_slot) {
+      task.holds_slot = false;
       --active_;
       wake = PromoteLocked();
     }
@@ -111,10 +362,10 @@ Executor::IdleWorker* Executor::PromoteLocked() {
   // Calls queue only while every slot is taken, so one freed slot promotes
   // at most one call.
   if (active_ >= options_.max_active || waiting_.empty()) return nullptr;
-  std::shared_ptr<Call> next = std::move(waiting_.front());
+  std::shared_ptr<GeneratorTask> next = std::move(waiting_.front());
   waiting_.pop_front();
-  next->executor_state_.waiting = false;
-  next->executor_state_.holds_slot = true;
+  next->waiting = false;
+  next->holds_slot = true;
   ++active_;
   runnable_.push_back(std::move(next));
   return WakeOneLocked();
@@ -123,15 +374,22 @@ Executor::IdleWorker* Executor::PromoteLocked() {
 void Executor::CancelAll(EndCause cause) {
   // Queued calls first: cancelling an active call frees its slot, which would
   // otherwise promote (and start) the next queued call.
-  std::vector<std::shared_ptr<Call>> calls;
+  std::vector<std::shared_ptr<GeneratorTask>> tasks;
   {
     MutexLock lock(&mu_);
-    calls.assign(waiting_.begin(), waiting_.end());
-    for (const std::shared_ptr<Call>& call : admitted_) {
-      if (!call->executor_state_.waiting) calls.push_back(call);
+    tasks.assign(waiting_.begin(), waiting_.end());
+    for (const std::shared_ptr<GeneratorTask>& task : admitted_) {
+      if (!task->waiting) tasks.push_back(task);
     }
   }
-  for (const std::shared_ptr<Call>& call : calls) call->Cancel(cause);
+  for (const std::shared_ptr<GeneratorTask>& task : tasks) {
+    std::shared_ptr<Call> call;
+    {
+      MutexLock lock(&task->mu);
+      call = task->call_;  // null once ended
+    }
+    if (call != nullptr) call->Cancel(cause);
+  }
 }
 
 bool Executor::WaitIdle(absl::Time deadline) const {
@@ -193,7 +451,7 @@ void Executor::WorkerLoop(IdleWorker* idle) {
   pthread_setname_np(pthread_self(), absl::StrCat("sluice:", model_).substr(0, 15).c_str());
   bool ran_turn = false;
   while (true) {
-    std::shared_ptr<Call> call;
+    std::shared_ptr<GeneratorTask> task;
     {
       MutexLock lock(&mu_);
       if (ran_turn) {
@@ -212,12 +470,12 @@ void Executor::WorkerLoop(IdleWorker* idle) {
         idle_cv_.SignalAll();
         return;
       }
-      call = std::move(runnable_.front());
+      task = std::move(runnable_.front());
       runnable_.pop_front();
       ++busy_;
     }
-    call->RunTurn();
-    call.reset();  // may destroy the call: outside the lock
+    RunTurn(task);
+    task.reset();  // may destroy the task: outside the lock
     ran_turn = true;
   }
 }

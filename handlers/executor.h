@@ -12,6 +12,8 @@
 #include "absl/time/time.h"
 #include "handlers/call.h"
 #include "handlers/stats.h"
+#include "handlers/timer_queue.h"
+#include "models/model.h"
 #include "models/sync.h"
 
 namespace sluice {
@@ -28,26 +30,48 @@ struct ExecutorOptions {
   int queue_capacity = 1024;
 };
 
-// Executor runs one model's calls: a bounded FIFO queue of calls waiting for
-// an active slot, and a fixed pool of workers that give runnable calls turns.
+// Executor runs one generator model's calls: a bounded FIFO queue of calls
+// waiting for an active slot, and a fixed pool of workers that give runnable
+// calls turns, each turn stepping the call's generator for up to one time
+// slice.
 //
-// Admission never blocks: a call is given a slot, queued, or refused at once.
-// A queued call that is cancelled leaves the queue at once and never starts.
+// clang-format off
+// A call's task (Phase, guarded by the task's mutex):
 //
-// Lock order: a Call's mutex may be held while calling into the Executor;
-// the Executor never calls into a Call while holding its own mutex.
-class Executor {
+//   kPending ──turn──▶ kRunning ◀──turn── kRunnable ◀─┬─ kBlocked  (Emit said kFull; ResumeTask)
+//      │                 │  ├──────────────────────────┴─ kSleeping (Step::WaitUntil; a timer)
+//      │                 │  └─ yield ──▶ kRunnable
+//      └──StopTask──┐    └─ done / error / stopped
+//                   ▼              ▼
+//                  kEnded ◀────────┘
+// clang-format on
+//
+// Only the worker running a turn (kRunning) touches the generator. A
+// StopTask that finds the task parked (kPending, kRunnable, kBlocked,
+// kSleeping) ends it at once, on the stopping thread: the generator is
+// released there and then, before StopTask returns. A StopTask during a
+// turn is seen by the worker as soon as the step in flight returns; no
+// further step is started. Admission never blocks: a call is given a slot,
+// queued, or refused at once. A queued call that is stopped leaves the
+// queue at once and never starts.
+//
+// Lock order: a task's mutex may be held while taking the executor's; the
+// executor never calls into a task or a call while holding its own.
+class Executor final : public CallDriver {
  public:
-  Executor(std::string model, ExecutorOptions options);
+  // `timers` wake calls that asked to wait (Step::WaitUntil); it outlives
+  // the executor.
+  Executor(std::string model, ExecutorOptions options, Timers* timers);
   // Stops the workers (see Stop).
-  ~Executor();
+  ~Executor() override;
 
   // Start: launches the worker threads.
   void Start();
 
-  // Admit: gives `call` a slot (it becomes runnable) or queues it. Returns
-  // RESOURCE_EXHAUSTED naming the model and the limit when the queue is full.
-  absl::Status Admit(const std::shared_ptr<Call>& call);
+  // Admit: gives `call` (whose model work `prepared` starts) a slot, or
+  // queues it. Returns RESOURCE_EXHAUSTED naming the model and the limit
+  // when the queue is full; the call is then not attached.
+  absl::Status Admit(const std::shared_ptr<Call>& call, std::unique_ptr<PreparedCall> prepared);
 
   // CancelAll: cancels every admitted call (queued or active) with `cause`.
   void CancelAll(EndCause cause);
@@ -78,12 +102,14 @@ class Executor {
   const std::string& model() const { return model_; }
   const ExecutorOptions& options() const { return options_; }
 
- private:
-  friend class Call;
+  // CallDriver:
+  void StopTask(Task& task) override;
+  void ResumeTask(Task& task) override;
 
-  // Called by Call (never with the executor's lock held by the caller).
-  void Schedule(std::shared_ptr<Call> call);  // append to the run queue
-  void Leave(Call* call);                     // the call ended; free its place
+ private:
+  // Phase: where a call's task is (see the diagram above).
+  enum class Phase { kPending, kRunnable, kRunning, kBlocked, kSleeping, kEnded };
+  class GeneratorTask;
 
   // IdleWorker: how one worker waits for work. Each worker has its own, so
   // that waking one is a signal to exactly that thread: no condition
@@ -93,6 +119,19 @@ class Executor {
     CondVar cv;
     bool woken = false;  // guarded by mu_
   };
+
+  // RunTurn: steps `task`'s generator for up to one time slice.
+  void RunTurn(const std::shared_ptr<GeneratorTask>& task);
+  // Park: the turn is over and `task` waits (`phase`: kRunnable, kBlocked or
+  // kSleeping until `wake_at`), unless it was stopped or resumed meanwhile.
+  void Park(const std::shared_ptr<GeneratorTask>& task, Phase phase, absl::Time wake_at);
+  // End: `task` is over: release its generator, free its slot, and tell its
+  // call. Returns at once if it had already ended.
+  void End(GeneratorTask& task);
+  void Wake(const std::shared_ptr<GeneratorTask>& task);
+
+  void Schedule(std::shared_ptr<GeneratorTask> task);  // append to the run queue
+  void Leave(GeneratorTask& task);                     // the task ended; free its place
 
   // PromoteLocked: gives a freed slot to the first queued call, if any; the
   // worker to wake for it (to be signalled after unlocking), or nullptr.
@@ -104,12 +143,13 @@ class Executor {
 
   const std::string model_;
   const ExecutorOptions options_;
+  Timers* const timers_;
 
   mutable Mutex mu_;
   mutable CondVar idle_cv_;  // signalled whenever admission, the queue or the workers change
-  std::list<std::shared_ptr<Call>> admitted_ ABSL_GUARDED_BY(mu_);
-  std::list<std::shared_ptr<Call>> waiting_ ABSL_GUARDED_BY(mu_);
-  std::deque<std::shared_ptr<Call>> runnable_ ABSL_GUARDED_BY(mu_);
+  std::list<std::shared_ptr<GeneratorTask>> admitted_ ABSL_GUARDED_BY(mu_);
+  std::list<std::shared_ptr<GeneratorTask>> waiting_ ABSL_GUARDED_BY(mu_);
+  std::deque<std::shared_ptr<GeneratorTask>> runnable_ ABSL_GUARDED_BY(mu_);
   int active_ ABSL_GUARDED_BY(mu_) = 0;
   int busy_ ABSL_GUARDED_BY(mu_) = 0;
   int live_workers_ ABSL_GUARDED_BY(mu_) = 0;

@@ -24,7 +24,7 @@ constexpr absl::Duration kWait = absl::Seconds(20);
 class ExecutorTest : public ::testing::Test {
  protected:
   void Start(ExecutorOptions options) {
-    executor_ = std::make_unique<Executor>("synthetic", options);
+    executor_ = std::make_unique<Executor>("synthetic", options, &timers_);
     executor_->Start();
   }
 
@@ -34,7 +34,9 @@ class ExecutorTest : public ::testing::Test {
     EXPECT_TRUE(executor_->Stop(absl::Now() + kWait));
   }
 
-  std::shared_ptr<StreamCall> MakeHanging() {
+  // AdmitHanging: admits a call that hangs until cancelled; the call, or
+  // the executor's refusal.
+  absl::StatusOr<std::shared_ptr<StreamCall>> AdmitHanging() {
     auto prepared = model_.Prepare(
         "synthetic",
         MakeRequest("synthetic", "", {{"tokens", IntParam(1)}, {"hang_at", IntParam(0)}}));
@@ -42,9 +44,9 @@ class ExecutorTest : public ::testing::Test {
     sinks_.push_back(std::make_unique<FakeStreamSink>(/*auto_complete=*/true));
     CallOptions options;
     options.model = "synthetic";
-    auto call = StreamCall::Create(options, *std::move(prepared), executor_.get(), &timers_,
-                                   &stats_, sinks_.back().get(), nullptr);
+    auto call = StreamCall::Create(options, &timers_, &stats_, sinks_.back().get(), nullptr);
     sinks_.back()->set_call(call);
+    if (absl::Status s = executor_->Admit(call, *std::move(prepared)); !s.ok()) return s;
     return call;
   }
 
@@ -59,13 +61,13 @@ TEST_F(ExecutorTest, FillsSlotsThenQueueThenRefuses) {
   Start(ExecutorOptions{1, 2, 3});
   std::vector<std::shared_ptr<StreamCall>> calls;
   for (int i = 0; i < 5; ++i) {
-    calls.push_back(MakeHanging());
-    ASSERT_TRUE(executor_->Admit(calls.back()).ok()) << i;
+    auto call = AdmitHanging();
+    ASSERT_TRUE(call.ok()) << i;
+    calls.push_back(*call);
   }
   EXPECT_EQ(executor_->active(), 2);
   EXPECT_EQ(executor_->queued(), 3);
-  auto refused = MakeHanging();
-  absl::Status status = executor_->Admit(refused);
+  absl::Status status = AdmitHanging().status();
   EXPECT_EQ(status.code(), absl::StatusCode::kResourceExhausted);
   EXPECT_THAT(status.message(), HasSubstr("model synthetic is at capacity"));
   EXPECT_THAT(status.message(), HasSubstr("3 queued"));
@@ -73,22 +75,20 @@ TEST_F(ExecutorTest, FillsSlotsThenQueueThenRefuses) {
 
 TEST_F(ExecutorTest, EndedCallPromotesTheNextInFifoOrder) {
   Start(ExecutorOptions{2, 1, 3});
-  auto first = MakeHanging();
-  auto second = MakeHanging();
-  auto third = MakeHanging();
-  ASSERT_TRUE(executor_->Admit(first).ok());
-  ASSERT_TRUE(executor_->Admit(second).ok());
-  ASSERT_TRUE(executor_->Admit(third).ok());
+  auto first = AdmitHanging();
+  auto second = AdmitHanging();
+  auto third = AdmitHanging();
+  ASSERT_TRUE(first.ok() && second.ok() && third.ok());
   ASSERT_TRUE(model_.stats().WaitForStarted(1, kWait));
   EXPECT_EQ(executor_->queued(), 2);
 
-  first->Cancel(EndCause::kClientCancelled);
+  (*first)->Cancel(EndCause::kClientCancelled);
   ASSERT_TRUE(model_.stats().WaitForStarted(2, kWait));
   EXPECT_EQ(executor_->active(), 1);
   EXPECT_EQ(executor_->queued(), 1);
   // The second call (not the third) got the slot: cancelling the third
   // leaves one started generator alive.
-  third->Cancel(EndCause::kClientCancelled);
+  (*third)->Cancel(EndCause::kClientCancelled);
   EXPECT_EQ(executor_->queued(), 0);
   EXPECT_EQ(model_.stats().started(), 2);
   EXPECT_EQ(model_.stats().live(), 1);
@@ -96,17 +96,17 @@ TEST_F(ExecutorTest, EndedCallPromotesTheNextInFifoOrder) {
 
 TEST_F(ExecutorTest, ZeroQueueRefusesWhenSlotsAreFull) {
   Start(ExecutorOptions{1, 1, 0});
-  auto first = MakeHanging();
-  ASSERT_TRUE(executor_->Admit(first).ok());
-  EXPECT_EQ(executor_->Admit(MakeHanging()).code(), absl::StatusCode::kResourceExhausted);
+  ASSERT_TRUE(AdmitHanging().ok());
+  EXPECT_EQ(AdmitHanging().status().code(), absl::StatusCode::kResourceExhausted);
 }
 
 TEST_F(ExecutorTest, CancelAllEndsQueuedAndActiveCalls) {
   Start(ExecutorOptions{2, 2, 8});
   std::vector<std::shared_ptr<StreamCall>> calls;
   for (int i = 0; i < 6; ++i) {
-    calls.push_back(MakeHanging());
-    ASSERT_TRUE(executor_->Admit(calls.back()).ok());
+    auto call = AdmitHanging();
+    ASSERT_TRUE(call.ok()) << i;
+    calls.push_back(*call);
   }
   ASSERT_TRUE(model_.stats().WaitForStarted(2, kWait));
   executor_->CancelAll(EndCause::kShutdown);
@@ -126,7 +126,7 @@ TEST_F(ExecutorTest, StopReturnsFalseWhenAWorkerNeverReturns) {
   // still return by its deadline (and say so). The stuck worker outlives
   // the test body, so everything it touches is leaked on purpose (held by
   // static pointers, so leak checkers see it as reachable).
-  static Executor* stuck = new Executor("stuck", ExecutorOptions{1, 1, 0});
+  static Executor* stuck = new Executor("stuck", ExecutorOptions{1, 1, 0}, &timers_);
   stuck->Start();
   struct Forever final : public Model<int, int> {
     Notification entered, release, released;
@@ -153,10 +153,9 @@ TEST_F(ExecutorTest, StopReturnsFalseWhenAWorkerNeverReturns) {
   ASSERT_TRUE(prepared.ok());
   CallOptions options;
   options.model = "stuck";
-  auto call =
-      StreamCall::Create(options, *std::move(prepared), stuck, &timers_, &stats_, sink, nullptr);
+  auto call = StreamCall::Create(options, &timers_, &stats_, sink, nullptr);
   sink->set_call(call);
-  ASSERT_TRUE(stuck->Admit(call).ok());
+  ASSERT_TRUE(stuck->Admit(call, *std::move(prepared)).ok());
   ASSERT_TRUE(model->entered.WaitForNotificationWithTimeout(kWait));
   call->Cancel(EndCause::kShutdown);
   EXPECT_FALSE(stuck->Stop(absl::Now() + absl::Milliseconds(100)));

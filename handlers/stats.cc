@@ -104,6 +104,13 @@ void Histogram::Observe(absl::Duration d) {
                     std::memory_order_relaxed);
 }
 
+void Histogram::ObserveValue(double value) {
+  const size_t i = std::lower_bound(bounds_.begin(), bounds_.end(), value) - bounds_.begin();
+  buckets_[i].fetch_add(1, std::memory_order_relaxed);
+  // The sum is kept in billionths of the unit (nanoseconds for durations).
+  sum_ns_.fetch_add(static_cast<uint64_t>(std::max(0.0, value) * 1e9), std::memory_order_relaxed);
+}
+
 Histogram::Snapshot Histogram::snapshot() const {
   Snapshot s;
   s.bounds = bounds_;

@@ -56,6 +56,9 @@ class Histogram {
   explicit Histogram(const std::vector<double>& bounds = LatencyBounds());
 
   void Observe(absl::Duration d);
+  // ObserveValue: for histograms of plain numbers (e.g. batch sizes), with
+  // bounds in the same unit.
+  void ObserveValue(double value);
 
   struct Snapshot {
     std::vector<double> bounds;

@@ -78,13 +78,6 @@ struct BatchLimits {
   absl::Duration batch_wait = absl::ZeroDuration();
 };
 
-// TokenUsage: token counts a model may report for a finished sequence; they
-// reach the client in Usage.input_tokens / output_tokens.
-struct TokenUsage {
-  uint64_t input_tokens = 0;
-  uint64_t output_tokens = 0;
-};
-
 // SequenceStep: what one Step did for one sequence of the batch. The
 // framework hands Step a default one per sequence ("nothing yet", e.g. a
 // step of a long prompt's prefill); the model sets what applies.

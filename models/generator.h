@@ -1,6 +1,7 @@
 #ifndef SLUICE_MODELS_GENERATOR_H_
 #define SLUICE_MODELS_GENERATOR_H_
 
+#include <cstdint>
 #include <memory>
 #include <type_traits>
 #include <utility>
@@ -15,6 +16,13 @@ namespace sluice {
 enum class FinishReason {
   kStop,    // the model decided its output is complete
   kLength,  // the output reached a length limit, e.g. max_tokens
+};
+
+// TokenUsage: token counts a model may report for a finished call; they
+// reach the client in Usage.input_tokens / output_tokens.
+struct TokenUsage {
+  uint64_t input_tokens = 0;
+  uint64_t output_tokens = 0;
 };
 
 // Step is what one call to Generator::Next produces: a chunk, the end of the

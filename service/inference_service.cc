@@ -46,10 +46,11 @@ class ReactorCore {
     if (!authenticated.ok()) return Reject(authenticated);
     absl::StatusOr<InferenceService::Admission> admission = service_->Admit(context_, request);
     if (!admission.ok()) return Reject(admission.status());
-    ServedModel* served = admission->served;
+    const ServedModel* served = admission->served;
+    ServedModel::Work work = std::move(admission->work);
     call_ = make_call(*std::move(admission),
                       [service = service_](const CallSummary& s) { service->RecordEnded(s); });
-    if (absl::Status status = served->executor->Admit(call_); !status.ok()) {
+    if (absl::Status status = served->Admit(call_, std::move(work)); !status.ok()) {
       call_.reset();
       return Reject(status);
     }
@@ -94,8 +95,7 @@ class PredictStreamReactor final : public grpc::ServerWriteReactor<v1::PredictCh
       : core_(service, context, Method::kPredictStream), sink_(this) {
     absl::Status status = core_.Start(request, [this](InferenceService::Admission admission,
                                                       Call::EndedCallback done) {
-      auto call = StreamCall::Create(std::move(admission.options), std::move(admission.prepared),
-                                     admission.served->executor.get(), admission.timers,
+      auto call = StreamCall::Create(std::move(admission.options), admission.timers,
                                      admission.served->stats.get(), &sink_, std::move(done));
       stream_call_ = call.get();
       return call;
@@ -155,8 +155,7 @@ class PredictUnaryReactor final : public grpc::ServerUnaryReactor {
       : core_(service, context, Method::kPredict), response_(response), sink_(this) {
     absl::Status status = core_.Start(
         request, [this](InferenceService::Admission admission, Call::EndedCallback done) {
-          return UnaryCall::Create(std::move(admission.options), std::move(admission.prepared),
-                                   admission.served->executor.get(), admission.timers,
+          return UnaryCall::Create(std::move(admission.options), admission.timers,
                                    admission.served->stats.get(), &sink_, std::move(done));
         });
     if (!status.ok()) Finish(ToGrpcStatus(status));
@@ -241,23 +240,15 @@ absl::StatusOr<InferenceService::Admission> InferenceService::Admit(
   if (deadline <= absl::Now()) {
     return absl::DeadlineExceededError("the call's deadline had passed before it was admitted");
   }
-  absl::StatusOr<std::unique_ptr<PreparedCall>> prepared;
-  try {
-    prepared = dynamic_cast<GeneratorModelBase*>(served->model)->Prepare(served->name, request);
-  } catch (const std::exception& e) {
-    prepared =
-        absl::InternalError(absl::StrCat("model ", served->name, " threw from Decode: ", e.what()));
-  } catch (...) {
-    prepared = absl::InternalError(absl::StrCat("model ", served->name, " threw from Decode"));
-  }
-  if (!prepared.ok()) {
+  absl::StatusOr<ServedModel::Work> work = served->Prepare(request);
+  if (!work.ok()) {
     // Whatever the model returned, an admission failure is a rejection; keep
     // its code when it chose one.
-    return prepared.status();
+    return work.status();
   }
   Admission admission;
   admission.served = served;
-  admission.prepared = *std::move(prepared);
+  admission.work = *std::move(work);
   admission.options.model = served->name;
   admission.options.request_id = request.request_id();
   admission.options.peer = context->peer();
@@ -267,6 +258,7 @@ absl::StatusOr<InferenceService::Admission> InferenceService::Admit(
   admission.options.stream_buffer_bytes = limits_.stream_buffer_bytes;
   admission.options.write_stall_timeout = limits_.write_stall_timeout;
   admission.options.max_unary_output_bytes = limits_.max_unary_output_bytes;
+  admission.options.output_budget = limits_.output_budget;
   admission.timers = timers_;
   return admission;
 }
@@ -377,9 +369,15 @@ grpc::ServerUnaryReactor* InferenceService::ListModels(grpc::CallbackServerConte
       param->set_type(std::string(spec.type_name()));
       param->set_description(spec.description());
     }
-    info->set_workers(served.executor->options().workers);
-    info->set_max_active(served.executor->options().max_active);
-    info->set_queue_capacity(served.executor->options().queue_capacity);
+    if (served.executor != nullptr) {
+      info->set_workers(served.executor->options().workers);
+      info->set_max_active(served.executor->options().max_active);
+    } else {
+      info->set_workers(1);  // the batch loop
+      info->set_max_active(served.batcher->max_sequences());
+      info->set_max_batch(served.batcher->options().limits.max_batch);
+    }
+    info->set_queue_capacity(served.queue_capacity());
   }
   reactor->Finish(grpc::Status::OK);
   return reactor;

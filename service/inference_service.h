@@ -28,6 +28,7 @@ struct CallLimits {
   size_t stream_buffer_bytes = 1 << 20;
   absl::Duration write_stall_timeout = absl::Seconds(10);
   size_t max_unary_output_bytes = 4 << 20;
+  OutputBudget* output_budget = nullptr;  // server-wide; nullptr: none
 };
 
 // InferenceService implements sluice.v1.Inference with gRPC's callback API:
@@ -61,8 +62,8 @@ class InferenceService final : public v1::Inference::CallbackService {
 
   // Admission: what a reactor needs to create its Call.
   struct Admission {
-    ServedModel* served = nullptr;
-    std::unique_ptr<PreparedCall> prepared;
+    const ServedModel* served = nullptr;
+    ServedModel::Work work;
     CallOptions options;
     Timers* timers = nullptr;
   };

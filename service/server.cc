@@ -12,6 +12,7 @@
 #include "glog/logging.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
+#include "grpcpp/resource_quota.h"
 #include "grpcpp/server.h"
 #include "grpcpp/server_builder.h"
 #include "handlers/timer_queue.h"
@@ -79,9 +80,47 @@ absl::Status Validate(const ServerOptions& o) {
   };
   if (absl::Status s = check("model defaults", o.model_defaults); !s.ok()) return s;
   for (const auto& [name, e] : o.model_overrides) {
-    if (absl::Status s = check("model " + name, e); !s.ok()) return s;
+    if (absl::Status s = check("model " + name, e.executor); !s.ok()) return s;
   }
   return absl::OkStatus();
+}
+
+// BatchOptionsFor: a batched model's own limits with the operator's
+// overrides, checked.
+absl::StatusOr<BatchOptions> BatchOptionsFor(const std::string& name,
+                                             const BatchedModelBase& model,
+                                             const ModelOptions& options) {
+  if (!options.generator_keys.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "model ", name, " is batched (one loop steps all its calls together): ",
+        absl::StrJoin(options.generator_keys, " and "),
+        " do not apply to it; use max_batch, max_sequences, batch_wait_us, max_state_bytes "
+        "and queue_capacity"));
+  }
+  BatchOptions batch;
+  batch.limits = model.limits();
+  batch.queue_capacity = options.executor.queue_capacity;
+  const BatchOverrides& o = options.batch;
+  if (o.max_batch) batch.limits.max_batch = *o.max_batch;
+  if (o.max_sequences) batch.limits.max_sequences = *o.max_sequences;
+  if (o.batch_wait) batch.limits.batch_wait = *o.batch_wait;
+  if (o.max_state_bytes) batch.limits.max_state_bytes = *o.max_state_bytes;
+  const BatchLimits& l = batch.limits;
+  if (l.max_batch < 1 || l.max_batch > 4096) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("model ", name, ": max_batch must be 1..4096, got ", l.max_batch));
+  }
+  if (l.max_sequences != 0 && (l.max_sequences < l.max_batch || l.max_sequences > 1 << 20)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "model ", name, ": max_sequences must be at least max_batch (", l.max_batch,
+        ") and at most 1048576, or 0 for twice max_batch; got ", l.max_sequences));
+  }
+  if (l.batch_wait < absl::ZeroDuration() || l.batch_wait > absl::Seconds(10)) {
+    return absl::InvalidArgumentError(absl::StrCat("model ", name,
+                                                   ": batch_wait must be 0..10 s, got ",
+                                                   absl::FormatDuration(l.batch_wait)));
+  }
+  return batch;
 }
 
 }  // namespace
@@ -123,16 +162,38 @@ absl::Status Server::Init() {
   }
 
   timers_ = std::make_unique<TimerQueue>();
+  if (options_.output_budget_bytes > 0) {
+    output_budget_ = std::make_unique<OutputBudget>(options_.output_budget_bytes);
+  }
   for (const std::string& name : registry_.names()) {
     auto it = options_.model_overrides.find(name);
-    const ExecutorOptions executor_options =
-        it == options_.model_overrides.end() ? options_.model_defaults : it->second;
+    ModelOptions model_options;
+    model_options.executor = options_.model_defaults;
+    if (it != options_.model_overrides.end()) model_options = it->second;
     ServedModel& served = models_[name];
     served.name = name;
     served.model = registry_.Find(name);
-    served.executor = std::make_unique<Executor>(name, executor_options);
     served.stats = std::make_unique<ModelStats>(name);
-    served.executor->Start();
+    served.generator_model = dynamic_cast<GeneratorModelBase*>(served.model);
+    served.batched_model = dynamic_cast<BatchedModelBase*>(served.model);
+    if (served.batched_model != nullptr) {
+      absl::StatusOr<BatchOptions> batch = BatchOptionsFor(name, *served.batched_model,
+                                                           model_options);
+      if (!batch.ok()) return batch.status();
+      served.batcher = std::make_unique<BatchScheduler>(name, served.batched_model, *batch);
+      served.batcher->Start();
+    } else if (served.generator_model != nullptr) {
+      if (!model_options.batch.empty()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "model ", name, " runs one generator per call: max_batch, max_sequences, "
+            "batch_wait_us and max_state_bytes apply to batched models only"));
+      }
+      served.executor = std::make_unique<Executor>(name, model_options.executor, timers_.get());
+      served.executor->Start();
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "model ", name, " derives from neither sluice::Model nor sluice::BatchedModel"));
+    }
   }
   unknown_model_stats_ = std::make_unique<ModelStats>("");
   probe_ = std::make_unique<PeerProbe>();
@@ -154,13 +215,16 @@ absl::Status Server::Init() {
   limits.stream_buffer_bytes = options_.stream_buffer_bytes;
   limits.write_stall_timeout = options_.write_stall_timeout;
   limits.max_unary_output_bytes = options_.max_unary_output_bytes;
+  limits.output_budget = output_budget_.get();
   service_ = std::make_unique<InferenceService>(
       limits, &models_, timers_.get(), unknown_model_stats_.get(), probe_.get(), auth_.get());
 
   if (options_.metrics_port >= 0) {
     absl::StatusOr<std::unique_ptr<MetricsHttpServer>> metrics = MetricsHttpServer::Start(
         options_.host, options_.metrics_port,
-        [this] { return RenderServerMetrics(models_, *unknown_model_stats_); });
+        [this] {
+          return RenderServerMetrics(models_, *unknown_model_stats_, output_budget_.get());
+        });
     if (!metrics.ok()) return metrics.status();
     metrics_ = *std::move(metrics);
     metrics_port_ = metrics_->port();
@@ -172,6 +236,13 @@ absl::Status Server::Init() {
   const std::string address = HostPort(options_.host, options_.port);
   builder.AddListeningPort(address, credentials, &port_);
   builder.SetMaxReceiveMessageSize(options_.max_receive_message_bytes);
+  if (options_.transport_memory_bytes > 0) {
+    // Bounds what gRPC itself holds for every connection (read and write
+    // buffers); past it gRPC shrinks its buffers and refuses new streams.
+    grpc::ResourceQuota quota("sluice");
+    quota.Resize(options_.transport_memory_bytes);
+    builder.SetResourceQuota(quota);
+  }
   builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS,
                              options_.max_concurrent_streams_per_connection);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS,
@@ -229,8 +300,10 @@ Server::~Server() {
     // way out stays alive for the rest of the process.
     for (auto& entry : models_) {
       entry.second.executor.release();
+      entry.second.batcher.release();
       entry.second.stats.release();
     }
+    output_budget_.release();
     timers_.release();
     new ModelRegistry(std::move(registry_));
   }
@@ -258,13 +331,13 @@ bool Server::Shutdown(absl::Duration grace) {
   grpc_server_->GetHealthCheckService()->SetServingStatus(false);
 
   const absl::Time drain_deadline = absl::Now() + grace;
-  for (auto& entry : models_) entry.second.executor->WaitIdle(drain_deadline);
-  for (auto& entry : models_) entry.second.executor->CancelAll(EndCause::kShutdown);
+  for (auto& entry : models_) entry.second.WaitIdle(drain_deadline);
+  for (auto& entry : models_) entry.second.CancelAll(EndCause::kShutdown);
   grpc_server_->Shutdown(absl::ToChronoTime(absl::Now() + kFinishTimeout));
 
   bool clean = true;
   for (auto& entry : models_) {
-    clean &= entry.second.executor->Stop(absl::Now() + kWorkerStopTimeout);
+    clean &= entry.second.Stop(absl::Now() + kWorkerStopTimeout);
   }
   service_->FlushAccounting();
   // Metrics stay up through the drain, for watching it.
@@ -290,6 +363,16 @@ const ModelStats* Server::stats(absl::string_view model) const {
 const Executor* Server::executor(absl::string_view model) const {
   auto it = models_.find(model);
   return it == models_.end() ? nullptr : it->second.executor.get();
+}
+
+const BatchScheduler* Server::batcher(absl::string_view model) const {
+  auto it = models_.find(model);
+  return it == models_.end() ? nullptr : it->second.batcher.get();
+}
+
+const ServedModel* Server::served(absl::string_view model) const {
+  auto it = models_.find(model);
+  return it == models_.end() ? nullptr : &it->second;
 }
 
 std::vector<std::string> Server::model_names() const { return registry_.names(); }

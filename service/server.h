@@ -13,12 +13,16 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "handlers/batch_scheduler.h"
 #include "handlers/executor.h"
+#include "handlers/output_budget.h"
 #include "handlers/stats.h"
 #include "models/registry.h"
 #include "models/sync.h"
@@ -35,6 +39,30 @@ class InferenceService;
 class MetricsHttpServer;
 class PeerProbe;
 class TimerQueue;
+
+// BatchOverrides: per-model overrides of a batched model's own limits
+// (BatchedModelBase::limits); unset fields keep the model's values.
+struct BatchOverrides {
+  std::optional<int> max_batch;
+  std::optional<int> max_sequences;
+  std::optional<absl::Duration> batch_wait;
+  std::optional<uint64_t> max_state_bytes;
+  bool empty() const {
+    return !max_batch && !max_sequences && !batch_wait && !max_state_bytes;
+  }
+};
+
+// ModelOptions: one model's scheduling. A generator model uses `executor`; a
+// batched model uses `batch` and executor.queue_capacity (its one loop has
+// no workers to set).
+struct ModelOptions {
+  ExecutorOptions executor;
+  BatchOverrides batch;
+  // generator_keys: keys that apply to generator models only (workers,
+  // max_active) that were given explicitly, so that the server can refuse
+  // them for a batched model rather than ignore them.
+  std::vector<std::string> generator_keys;
+};
 
 // ServerOptions: everything a sluice server can be told. Defaults suit a
 // development machine; each field says what it bounds.
@@ -63,7 +91,7 @@ struct ServerOptions {
   // Scheduling of every model unless overridden below.
   ExecutorOptions model_defaults;
   // Per-model scheduling, by model name.
-  std::map<std::string, ExecutorOptions> model_overrides;
+  std::map<std::string, ModelOptions> model_overrides;
 
   // Encoded chunks buffered per stream (counting the one being written), and
   // the bytes they may add up to. When either is reached the model is not
@@ -73,6 +101,13 @@ struct ServerOptions {
   // A client that has not taken a chunk for this long while its buffer is
   // full is stalled: its stream is cancelled and its generator released.
   absl::Duration write_stall_timeout = absl::Seconds(10);
+  // A bound on the encoded output buffered for clients, summed over every
+  // stream: when reached, models pause (backpressure) instead of buffering
+  // more, until streams drain. 0: no bound.
+  uint64_t output_budget_bytes = 256 << 20;
+  // gRPC's own memory for its transport (grpc::ResourceQuota): buffers of
+  // every connection. 0: gRPC's default (no quota).
+  uint64_t transport_memory_bytes = 512 << 20;
   // Largest output a unary Predict may return (PredictStream has no limit).
   size_t max_unary_output_bytes = 4 << 20;
   // Largest request message accepted.
@@ -125,9 +160,14 @@ class Server {
   // Wait: blocks until Shutdown has finished.
   void Wait();
 
-  // stats/executor: per model, for tests, metrics and tools. nullptr if unknown.
+  // stats/executor/batcher: per model, for tests, metrics and tools.
+  // nullptr if unknown (or, for executor/batcher, of the other kind).
   const ModelStats* stats(absl::string_view model) const;
   const Executor* executor(absl::string_view model) const;
+  const BatchScheduler* batcher(absl::string_view model) const;
+  const ServedModel* served(absl::string_view model) const;
+  // output_budget: the server-wide output budget, or nullptr if unbounded.
+  const OutputBudget* output_budget() const { return output_budget_.get(); }
   // ModelNames: the served models, sorted.
   std::vector<std::string> model_names() const;
 
@@ -138,6 +178,7 @@ class Server {
   const ServerOptions options_;
   ModelRegistry registry_;
   std::unique_ptr<TimerQueue> timers_;
+  std::unique_ptr<OutputBudget> output_budget_;
   std::map<std::string, ServedModel, std::less<>> models_;
   std::unique_ptr<ModelStats> unknown_model_stats_;
   std::unique_ptr<PeerProbe> probe_;

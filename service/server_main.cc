@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <limits>
 #include <fstream>
 #include <thread>
 #include <utility>
@@ -47,7 +48,13 @@ ABSL_FLAG(int, queue_capacity, 1024,
           "Calls per model that may wait for a slot; more get RESOURCE_EXHAUSTED at once.");
 ABSL_FLAG(std::string, model_options, "",
           "Per-model scheduling, overriding --workers/--max_active/--queue_capacity, e.g. "
-          "\"synthetic:workers=4,max_active=64,queue_capacity=512;charlm:workers=1\".");
+          "\"synthetic:workers=4,max_active=64,queue_capacity=512;charlm:workers=1\". Batched "
+          "models (whose calls share each model step) take instead max_batch (sequences per "
+          "step), max_sequences (sequences holding state, in a step or waiting on their "
+          "client; 0: twice max_batch), batch_wait_us (how long a step may wait for a fuller "
+          "batch; default 0) and max_state_bytes (a budget for their state), overriding the "
+          "model's own limits, plus queue_capacity, e.g. "
+          "\"batched_synthetic:max_batch=32,batch_wait_us=0\".");
 ABSL_FLAG(int, stream_buffer_chunks, 64,
           "Encoded chunks buffered per stream; when full (or --stream_buffer_bytes is reached) "
           "the model pauses until the client has read half of them.");
@@ -56,6 +63,13 @@ ABSL_FLAG(int64_t, stream_buffer_bytes, 1 << 20,
 ABSL_FLAG(int, write_stall_timeout_ms, 10000,
           "A stream whose client has not read for this long while its buffer is full is "
           "cancelled and its worker freed.");
+ABSL_FLAG(int64_t, output_budget_bytes, 256 << 20,
+          "Bound on the encoded output buffered for clients, summed over every stream; when "
+          "reached, models pause until streams drain (a client that does not read is still "
+          "ended as stalled). 0: no bound.");
+ABSL_FLAG(int64_t, transport_memory_bytes, 512 << 20,
+          "Bound on gRPC's own transport memory (connection buffers; a grpc::ResourceQuota). "
+          "0: gRPC's default, unbounded.");
 ABSL_FLAG(int64_t, max_unary_output_bytes, 4 << 20,
           "Largest output a unary Predict may return; longer outputs need PredictStream.");
 ABSL_FLAG(int, max_receive_message_bytes, 4 << 20, "Largest request message accepted.");
@@ -87,9 +101,9 @@ absl::Status WritePortFile(const std::string& path, int port) {
 
 }  // namespace
 
-absl::StatusOr<std::map<std::string, ExecutorOptions>> ParseModelOptions(
+absl::StatusOr<std::map<std::string, ModelOptions>> ParseModelOptions(
     absl::string_view spec, const ExecutorOptions& defaults) {
-  std::map<std::string, ExecutorOptions> out;
+  std::map<std::string, ModelOptions> out;
   for (absl::string_view entry : absl::StrSplit(spec, ';', absl::SkipWhitespace())) {
     entry = absl::StripAsciiWhitespace(entry);
     // MaxSplits: a second ':' or '=' stays in the value and is refused there,
@@ -101,29 +115,51 @@ absl::StatusOr<std::map<std::string, ExecutorOptions>> ParseModelOptions(
       return absl::InvalidArgumentError(absl::StrCat("--model_options entry \"", entry,
                                                      "\" must look like name:key=value,key=value"));
     }
-    ExecutorOptions options = defaults;
+    ModelOptions options;
+    options.executor = defaults;
     for (absl::string_view kv : absl::StrSplit(name_rest.second, ',', absl::SkipWhitespace())) {
       std::pair<absl::string_view, absl::string_view> key_value =
           absl::StrSplit(kv, absl::MaxSplits('=', 1));
       const absl::string_view key = absl::StripAsciiWhitespace(key_value.first);
-      int value;
+      int64_t value;
       if (!absl::SimpleAtoi(absl::StripAsciiWhitespace(key_value.second), &value)) {
         return absl::InvalidArgumentError(
             absl::StrCat("--model_options for ", name, ": \"", kv, "\" needs an integer value"));
       }
-      if (key == "workers") {
-        options.workers = value;
-      } else if (key == "max_active") {
-        options.max_active = value;
-      } else if (key == "queue_capacity") {
-        options.queue_capacity = value;
-      } else {
+      const bool fits_int = value >= std::numeric_limits<int>::min() &&
+                            value <= std::numeric_limits<int>::max();
+      if (key != "max_state_bytes" && key != "batch_wait_us" && !fits_int) {
         return absl::InvalidArgumentError(
-            absl::StrCat("--model_options for ", name, ": unknown key \"", key,
-                         "\"; use workers, max_active or queue_capacity"));
+            absl::StrCat("--model_options for ", name, ": ", key, "=", value, " is out of range"));
+      }
+      if (key == "workers") {
+        options.executor.workers = static_cast<int>(value);
+        options.generator_keys.push_back("workers");
+      } else if (key == "max_active") {
+        options.executor.max_active = static_cast<int>(value);
+        options.generator_keys.push_back("max_active");
+      } else if (key == "queue_capacity") {
+        options.executor.queue_capacity = static_cast<int>(value);
+      } else if (key == "max_batch") {
+        options.batch.max_batch = static_cast<int>(value);
+      } else if (key == "max_sequences") {
+        options.batch.max_sequences = static_cast<int>(value);
+      } else if (key == "batch_wait_us") {
+        options.batch.batch_wait = absl::Microseconds(value);
+      } else if (key == "max_state_bytes") {
+        if (value < 0) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              "--model_options for ", name, ": max_state_bytes must be at least 0, got ", value));
+        }
+        options.batch.max_state_bytes = static_cast<uint64_t>(value);
+      } else {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "--model_options for ", name, ": unknown key \"", key,
+            "\"; use workers, max_active, queue_capacity (any model) or max_batch, "
+            "max_sequences, batch_wait_us, max_state_bytes (batched models)"));
       }
     }
-    if (!out.emplace(name, options).second) {
+    if (!out.emplace(name, std::move(options)).second) {
       return absl::InvalidArgumentError(
           absl::StrCat("--model_options names model ", name, " twice"));
     }
@@ -152,7 +188,7 @@ absl::StatusOr<ServerOptions> ServerOptionsFromFlags() {
   options.model_defaults.workers = absl::GetFlag(FLAGS_workers);
   options.model_defaults.max_active = absl::GetFlag(FLAGS_max_active);
   options.model_defaults.queue_capacity = absl::GetFlag(FLAGS_queue_capacity);
-  absl::StatusOr<std::map<std::string, ExecutorOptions>> overrides =
+  absl::StatusOr<std::map<std::string, ModelOptions>> overrides =
       ParseModelOptions(absl::GetFlag(FLAGS_model_options), options.model_defaults);
   if (!overrides.ok()) return overrides.status();
   options.model_overrides = *std::move(overrides);
@@ -167,6 +203,14 @@ absl::StatusOr<ServerOptions> ServerOptionsFromFlags() {
   const int64_t unary = absl::GetFlag(FLAGS_max_unary_output_bytes);
   if (unary < 1) return absl::InvalidArgumentError("--max_unary_output_bytes must be positive");
   options.max_unary_output_bytes = static_cast<size_t>(unary);
+  const int64_t budget = absl::GetFlag(FLAGS_output_budget_bytes);
+  if (budget < 0) return absl::InvalidArgumentError("--output_budget_bytes must be at least 0");
+  options.output_budget_bytes = static_cast<uint64_t>(budget);
+  const int64_t transport = absl::GetFlag(FLAGS_transport_memory_bytes);
+  if (transport < 0) {
+    return absl::InvalidArgumentError("--transport_memory_bytes must be at least 0");
+  }
+  options.transport_memory_bytes = static_cast<uint64_t>(transport);
   options.max_receive_message_bytes = absl::GetFlag(FLAGS_max_receive_message_bytes);
   options.max_concurrent_streams_per_connection = absl::GetFlag(FLAGS_max_concurrent_streams);
   options.keepalive_time = absl::Milliseconds(absl::GetFlag(FLAGS_keepalive_time_ms));

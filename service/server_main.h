@@ -34,9 +34,12 @@ int ServerMain(int argc, char** argv,
 absl::StatusOr<ServerOptions> ServerOptionsFromFlags();
 
 // ParseModelOptions: per-model scheduling from a flag value such as
-// "synthetic:workers=4,max_active=64,queue_capacity=512;charlm:workers=1".
-// Keys not given keep the values in `defaults`.
-absl::StatusOr<std::map<std::string, ExecutorOptions>> ParseModelOptions(
+// "synthetic:workers=4,max_active=64,queue_capacity=512;charlm:workers=1" or
+// "batched_synthetic:max_batch=16,batch_wait_us=500". Executor keys not
+// given keep the values in `defaults`; batch keys not given stay unset (the
+// model's own limits apply). Whether the keys suit each model's kind is
+// checked when the server starts.
+absl::StatusOr<std::map<std::string, ModelOptions>> ParseModelOptions(
     absl::string_view spec, const ExecutorOptions& defaults);
 
 }  // namespace sluice

@@ -14,11 +14,11 @@ TEST(ParseModelOptionsTest, OverridesOnlyTheKeysGiven) {
       ParseModelOptions("synthetic:workers=4,max_active=64; charlm:queue_capacity=8", defaults);
   ASSERT_TRUE(parsed.ok()) << parsed.status();
   ASSERT_EQ(parsed->size(), 2u);
-  EXPECT_EQ(parsed->at("synthetic").workers, 4);
-  EXPECT_EQ(parsed->at("synthetic").max_active, 64);
-  EXPECT_EQ(parsed->at("synthetic").queue_capacity, 1024);
-  EXPECT_EQ(parsed->at("charlm").workers, 2);
-  EXPECT_EQ(parsed->at("charlm").queue_capacity, 8);
+  EXPECT_EQ(parsed->at("synthetic").executor.workers, 4);
+  EXPECT_EQ(parsed->at("synthetic").executor.max_active, 64);
+  EXPECT_EQ(parsed->at("synthetic").executor.queue_capacity, 1024);
+  EXPECT_EQ(parsed->at("charlm").executor.workers, 2);
+  EXPECT_EQ(parsed->at("charlm").executor.queue_capacity, 8);
 }
 
 TEST(ParseModelOptionsTest, EmptyMeansNoOverrides) {

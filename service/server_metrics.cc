@@ -16,9 +16,27 @@ constexpr char kQueueDepth[] = "sluice_queue_depth";
 constexpr char kRunning[] = "sluice_running_calls";
 constexpr char kBusyWorkers[] = "sluice_busy_workers";
 constexpr char kWorkers[] = "sluice_workers";
+constexpr char kBatchSteps[] = "sluice_batch_steps_total";
+constexpr char kBatchSize[] = "sluice_batch_size";
+constexpr char kBatchStepSeconds[] = "sluice_batch_step_seconds";
+constexpr char kBatchMax[] = "sluice_batch_max_size";
+constexpr char kBatchSequences[] = "sluice_batch_sequences";
+constexpr char kBatchSittingOut[] = "sluice_batch_sequences_sitting_out";
+constexpr char kBatchSatOut[] = "sluice_batch_sat_out_total";
+constexpr char kBatchLeft[] = "sluice_batch_sequences_left_total";
+constexpr char kBatchAfterEnd[] = "sluice_batch_sequence_steps_after_end_total";
+constexpr char kBatchAfterEndPerSeq[] = "sluice_batch_steps_after_end";
+constexpr char kBatchStateBytes[] = "sluice_batch_state_bytes";
+constexpr char kOutputBuffered[] = "sluice_output_buffered_bytes";
+constexpr char kOutputBudget[] = "sluice_output_budget_bytes";
+constexpr char kOutputWaiting[] = "sluice_output_budget_waiting_streams";
 
 constexpr Method kMethods[] = {Method::kPredict, Method::kPredictStream};
 constexpr absl::StatusCode kMaxCode = absl::StatusCode::kUnauthenticated;
+
+HistogramValue ToValue(const Histogram::Snapshot& s) {
+  return HistogramValue{s.bounds, s.cumulative, s.count, s.sum};
+}
 
 void DeclareFamilies(ExpositionWriter& page) {
   page.Declare(kRequests, MetricType::kCounter,
@@ -43,6 +61,59 @@ void DeclareFamilies(ExpositionWriter& page) {
                "to read.");
   page.Declare(kBusyWorkers, MetricType::kGauge, "Worker threads inside a model step.");
   page.Declare(kWorkers, MetricType::kGauge, "Worker threads of the model.");
+  page.Declare(kBatchSteps, MetricType::kCounter, "Batched models: model steps run.");
+  page.Declare(kBatchSize, MetricType::kHistogram,
+               "Batched models: sequences advanced together by one model step.");
+  page.Declare(kBatchStepSeconds, MetricType::kHistogram,
+               "Batched models: time one model step took, in seconds.");
+  page.Declare(kBatchMax, MetricType::kGauge, "Batched models: the largest batch allowed.");
+  page.Declare(kBatchSequences, MetricType::kGauge,
+               "Batched models: sequences holding model state (in the batch or sitting out).");
+  page.Declare(kBatchSittingOut, MetricType::kGauge,
+               "Batched models: sequences sitting out of the batch because their client is "
+               "not reading (or the output budget is spent).");
+  page.Declare(kBatchSatOut, MetricType::kCounter,
+               "Batched models: times a sequence sat out of the batch for backpressure.");
+  page.Declare(kBatchLeft, MetricType::kCounter,
+               "Batched models: sequences that left the batch (their state released), by the "
+               "cause of their call's end as known then.");
+  page.Declare(kBatchAfterEnd, MetricType::kCounter,
+               "Batched models: sequence-steps computed for a sequence whose call had already "
+               "ended: only the step in flight when a caller left (at most one per sequence).");
+  page.Declare(kBatchAfterEndPerSeq, MetricType::kHistogram,
+               "Batched models: per sequence that left, the sequence-steps computed for it "
+               "after its call ended (0 or 1).");
+  page.Declare(kBatchStateBytes, MetricType::kGauge,
+               "Batched models: memory the held sequences' state holds (e.g. KV caches), as "
+               "the model reports it.");
+  page.Declare(kOutputBuffered, MetricType::kGauge,
+               "Encoded output buffered for clients, summed over every stream.");
+  page.Declare(kOutputBudget, MetricType::kGauge,
+               "The bound on sluice_output_buffered_bytes (--output_budget_bytes).");
+  page.Declare(kOutputWaiting, MetricType::kGauge,
+               "Streams whose model is paused until the output budget has room.");
+}
+
+void AddBatchFamilies(ExpositionWriter& page, const MetricLabels& labels,
+                      const BatchScheduler& batcher) {
+  const BatchStats& stats = batcher.stats();
+  page.Add(kBatchSteps, labels, static_cast<double>(stats.steps()));
+  page.AddHistogram(kBatchSize, labels, ToValue(stats.batch_size().snapshot()));
+  page.AddHistogram(kBatchStepSeconds, labels, ToValue(stats.step_time().snapshot()));
+  page.Add(kBatchMax, labels, batcher.options().limits.max_batch);
+  page.Add(kBatchSequences, labels, batcher.held());
+  page.Add(kBatchSittingOut, labels, batcher.sitting_out());
+  page.Add(kBatchSatOut, labels, static_cast<double>(stats.sat_out()));
+  for (int cause = 0; cause < kNumEndCauses; ++cause) {
+    const uint64_t n = stats.left(static_cast<EndCause>(cause));
+    if (n == 0) continue;
+    MetricLabels with_cause = labels;
+    with_cause.push_back({"cause", std::string(EndCauseName(static_cast<EndCause>(cause)))});
+    page.Add(kBatchLeft, with_cause, static_cast<double>(n));
+  }
+  page.Add(kBatchAfterEnd, labels, static_cast<double>(stats.sequence_steps_after_end()));
+  page.AddHistogram(kBatchAfterEndPerSeq, labels, ToValue(stats.steps_after_end().snapshot()));
+  page.Add(kBatchStateBytes, labels, static_cast<double>(batcher.state_bytes()));
 }
 
 // AddCallCounts: the families every account has, served model or not.
@@ -77,31 +148,37 @@ void AddCallCounts(ExpositionWriter& page, const std::string& model, const Model
   }
 }
 
-HistogramValue ToValue(const Histogram::Snapshot& s) {
-  return HistogramValue{s.bounds, s.cumulative, s.count, s.sum};
-}
-
 }  // namespace
 
 absl::StatusOr<std::string> RenderServerMetrics(
-    const std::map<std::string, ServedModel, std::less<>>& models, const ModelStats& unknown) {
+    const std::map<std::string, ServedModel, std::less<>>& models, const ModelStats& unknown,
+    const OutputBudget* budget) {
   ExpositionWriter page;
   DeclareFamilies(page);
   for (const auto& [name, served] : models) {
     const ModelStats& stats = *served.stats;
-    const Executor& executor = *served.executor;
     const MetricLabels labels = {{"model", name}};
     AddCallCounts(page, name, stats);
     page.Add(kChunks, labels, static_cast<double>(stats.chunks_generated()));
     page.Add(kChunksAfterCancel, labels, static_cast<double>(stats.chunks_after_cancel()));
     page.AddHistogram(kFirstChunk, labels, ToValue(stats.time_to_first_chunk().snapshot()));
     page.AddHistogram(kInterChunk, labels, ToValue(stats.inter_chunk().snapshot()));
-    page.Add(kQueueDepth, labels, executor.queued());
-    page.Add(kRunning, labels, executor.active());
-    page.Add(kBusyWorkers, labels, executor.busy_workers());
-    page.Add(kWorkers, labels, executor.options().workers);
+    page.Add(kQueueDepth, labels, served.queued());
+    if (const Executor* executor = served.executor.get()) {
+      page.Add(kRunning, labels, executor->active());
+      page.Add(kBusyWorkers, labels, executor->busy_workers());
+      page.Add(kWorkers, labels, executor->options().workers);
+    } else {
+      page.Add(kRunning, labels, served.batcher->held());
+      AddBatchFamilies(page, labels, *served.batcher);
+    }
   }
   AddCallCounts(page, "", unknown);
+  if (budget != nullptr) {
+    page.Add(kOutputBuffered, {}, static_cast<double>(budget->used()));
+    page.Add(kOutputBudget, {}, static_cast<double>(budget->limit()));
+    page.Add(kOutputWaiting, {}, budget->waiting());
+  }
   return std::move(page).Finish();
 }
 

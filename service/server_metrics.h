@@ -8,6 +8,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "handlers/output_budget.h"
 #include "handlers/stats.h"
 #include "service/served_model.h"
 
@@ -25,8 +26,10 @@ namespace sluice {
 // calls end may be off by those calls between families.
 //
 // Thread-safe; reads only thread-safe accessors of `models` and `unknown`.
+// `budget`: the server-wide output budget, or nullptr if there is none.
 absl::StatusOr<std::string> RenderServerMetrics(
-    const std::map<std::string, ServedModel, std::less<>>& models, const ModelStats& unknown);
+    const std::map<std::string, ServedModel, std::less<>>& models, const ModelStats& unknown,
+    const OutputBudget* budget = nullptr);
 
 }  // namespace sluice
 

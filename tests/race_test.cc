@@ -117,7 +117,7 @@ ServerOptions FewSlots() {
   ServerOptions options = TestServer::DefaultOptions();
   // Two workers and four slots for eight client threads: calls queue, and
   // every cancel point meets a busy server.
-  options.model_overrides["synthetic"] = ExecutorOptions{2, 4, 64};
+  options.model_overrides["synthetic"] = ModelOptions{ExecutorOptions{2, 4, 64}};
   options.stream_buffer_chunks = 4;
   return options;
 }

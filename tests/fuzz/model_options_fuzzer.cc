@@ -30,24 +30,55 @@
 namespace sluice {
 namespace {
 
-bool Same(const std::map<std::string, ExecutorOptions>& a,
-          const std::map<std::string, ExecutorOptions>& b) {
+bool Explicit(const ModelOptions& o, absl::string_view key) {
+  return std::find(o.generator_keys.begin(), o.generator_keys.end(), key) != o.generator_keys.end();
+}
+
+bool SameOptions(const ModelOptions& a, const ModelOptions& b) {
+  for (absl::string_view key : {"workers", "max_active"}) {
+    if (Explicit(a, key) != Explicit(b, key)) return false;
+  }
+  if (Explicit(a, "workers") && a.executor.workers != b.executor.workers) return false;
+  if (Explicit(a, "max_active") && a.executor.max_active != b.executor.max_active) return false;
+  return a.executor.queue_capacity == b.executor.queue_capacity &&
+         a.batch.max_batch == b.batch.max_batch && a.batch.max_sequences == b.batch.max_sequences &&
+         a.batch.batch_wait == b.batch.batch_wait &&
+         a.batch.max_state_bytes == b.batch.max_state_bytes;
+}
+
+bool Same(const std::map<std::string, ModelOptions>& a,
+          const std::map<std::string, ModelOptions>& b) {
   if (a.size() != b.size()) return false;
   for (auto i = a.begin(), j = b.begin(); i != a.end(); ++i, ++j) {
-    if (i->first != j->first || i->second.workers != j->second.workers ||
-        i->second.max_active != j->second.max_active ||
-        i->second.queue_capacity != j->second.queue_capacity) {
-      return false;
-    }
+    if (i->first != j->first || !SameOptions(i->second, j->second)) return false;
   }
   return true;
 }
 
-std::string Print(const std::map<std::string, ExecutorOptions>& options) {
+// Print: the options in the flag's syntax: the keys that were given (the
+// executor keys not given come from the defaults, which differ on the way
+// back), and queue_capacity always.
+std::string Print(const std::map<std::string, ModelOptions>& options) {
   std::vector<std::string> entries;
   for (const auto& [name, o] : options) {
-    entries.push_back(absl::StrCat(name, ":workers=", o.workers, ",max_active=", o.max_active,
-                                   ",queue_capacity=", o.queue_capacity));
+    std::vector<std::string> items;
+    if (Explicit(o, "workers")) items.push_back(absl::StrCat("workers=", o.executor.workers));
+    if (Explicit(o, "max_active")) {
+      items.push_back(absl::StrCat("max_active=", o.executor.max_active));
+    }
+    items.push_back(absl::StrCat("queue_capacity=", o.executor.queue_capacity));
+    if (o.batch.max_batch) items.push_back(absl::StrCat("max_batch=", *o.batch.max_batch));
+    if (o.batch.max_sequences) {
+      items.push_back(absl::StrCat("max_sequences=", *o.batch.max_sequences));
+    }
+    if (o.batch.batch_wait) {
+      items.push_back(
+          absl::StrCat("batch_wait_us=", absl::ToInt64Microseconds(*o.batch.batch_wait)));
+    }
+    if (o.batch.max_state_bytes) {
+      items.push_back(absl::StrCat("max_state_bytes=", *o.batch.max_state_bytes));
+    }
+    entries.push_back(absl::StrCat(name, ":", absl::StrJoin(items, ",")));
   }
   return absl::StrJoin(entries, ";");
 }

@@ -107,7 +107,8 @@ absl::Status BatchScheduler::Admit(const std::shared_ptr<Call>& call,
 
 bool BatchScheduler::RunStep() {
   const int max_batch = options_.limits.max_batch;
-  std::vector<std::shared_ptr<Entry>> leaving, joining;
+  const uint64_t budget = options_.limits.max_state_bytes;
+  std::vector<std::shared_ptr<Entry>> leaving;
   std::shared_ptr<CancellationSource> step_cancel;
   batch_.clear();
   {
@@ -117,35 +118,34 @@ bool BatchScheduler::RunStep() {
       leaving.push_back(leaving_.front());
       MoveLocked(*leaving.back(), Where::kReleasing);
     }
-    int leaving_held = 0;
-    for (const auto& e : leaving) leaving_held += e->started ? 1 : 0;
-    // 2. Queued sequences join while the batch, the held sequences and the
-    // state budget allow, oldest first.
-    const int ready = std::min<int>(static_cast<int>(ready_.size()), max_batch);
-    const uint64_t budget = options_.limits.max_state_bytes;
-    while (!queue_.empty() && ready + static_cast<int>(joining.size()) < max_batch &&
-           held_ - leaving_held + static_cast<int>(joining.size()) < max_sequences_ &&
-           (budget == 0 || state_bytes_ < budget)) {
-      joining.push_back(queue_.front());
-      MoveLocked(*joining.back(), Where::kInStep);
-    }
-    // 3. The ready ones first (in the order they became ready), then the
-    // ones joining now.
+    // 3, first part: the ready ones, in the order they became ready.
     while (!ready_.empty() && static_cast<int>(batch_.size()) < max_batch) {
       batch_.push_back(ready_.front());
       MoveLocked(*batch_.back(), Where::kInStep);
     }
-    if (!batch_.empty() || !joining.empty()) {
-      step_cancel_ = std::make_shared<CancellationSource>();
-      step_cancel = step_cancel_;
-      wanted_in_step_ = static_cast<int>(batch_.size() + joining.size());
-    }
+    step_cancel_ = std::make_shared<CancellationSource>();
+    step_cancel = step_cancel_;
+    wanted_in_step_ = static_cast<int>(batch_.size());
   }
-  const bool did_something = !leaving.empty() || !joining.empty() || !batch_.empty();
+  bool did_something = !leaving.empty() || !batch_.empty();
   for (const auto& e : leaving) Release(*e);
   leaving.clear();
 
-  for (const auto& e : joining) {
+  // 2. Queued sequences join, oldest first, while the batch, the held
+  // sequences and the state budget allow: one at a time, so that the budget
+  // counts each new sequence's state before the next is started.
+  while (static_cast<int>(batch_.size()) < max_batch) {
+    std::shared_ptr<Entry> e;
+    {
+      MutexLock lock(&mu_);
+      if (queue_.empty() || held_ >= max_sequences_ || (budget != 0 && state_bytes_ >= budget)) {
+        break;
+      }
+      e = queue_.front();
+      MoveLocked(*e, Where::kInStep);
+      ++wanted_in_step_;
+    }
+    did_something = true;
     e->call->Started();
     absl::Status started;
     try {
@@ -156,14 +156,20 @@ bool BatchScheduler::RunStep() {
     }
     if (started.ok()) {
       e->started = true;
+      e->bytes = model_->SequenceBytes(*e->sequence);
       {
         MutexLock lock(&mu_);
         ++held_;
+        state_bytes_ += e->bytes;
       }
-      batch_.push_back(e);
+      batch_.push_back(e);  // 3, second part: after the ready ones
     } else {
       e->call->Fail(started);
-      leaving.push_back(e);
+      {
+        MutexLock lock(&mu_);
+        MoveLocked(*e, Where::kReleasing);
+      }
+      Release(*e);
     }
   }
 
@@ -183,9 +189,6 @@ bool BatchScheduler::RunStep() {
       MoveLocked(**it, Where::kReleasing);
     }
     batch_.erase(ended, batch_.end());
-    for (const auto& e : leaving) {
-      if (e->where == Where::kInStep) MoveLocked(*e, Where::kReleasing);  // failed starts
-    }
     wanted_in_step_ = static_cast<int>(batch_.size());
   }
   for (const auto& e : leaving) Release(*e);

@@ -14,6 +14,7 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "handlers/call.h"
+#include "handlers/clock.h"
 #include "handlers/sinks.h"
 #include "handlers/timer_queue.h"
 #include "models/sync.h"
@@ -103,6 +104,24 @@ class ManualTimers final : public Timers {
  private:
   mutable Mutex mu_;
   std::vector<std::function<void()>> pending_ ABSL_GUARDED_BY(mu_);
+};
+
+// FakeClock: a Clock the test sets.
+class FakeClock final : public Clock {
+ public:
+  explicit FakeClock(absl::Time now = absl::Now()) : now_(now) {}
+  absl::Time Now() const override {
+    MutexLock lock(&mu_);
+    return now_;
+  }
+  void Advance(absl::Duration d) {
+    MutexLock lock(&mu_);
+    now_ += d;
+  }
+
+ private:
+  mutable Mutex mu_;
+  absl::Time now_ ABSL_GUARDED_BY(mu_);
 };
 
 // SummaryCollector gathers CallSummary reports.

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "models/batched_synthetic.h"
 #include "models/charlm/charlm.h"
 #include "models/echo.h"
 #include "models/synthetic.h"
@@ -25,7 +26,7 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
 }  // namespace
 
 absl::Status RegisterBuiltinModels(const BuiltinModelOptions& options, ModelRegistry* registry) {
-  const std::vector<std::string> all = {"charlm", "echo", "synthetic"};
+  const std::vector<std::string> all = {"batched_synthetic", "charlm", "echo", "synthetic"};
   const std::vector<std::string>& wanted = options.models.empty() ? all : options.models;
   for (const std::string& name : wanted) {
     absl::Status status;
@@ -34,6 +35,9 @@ absl::Status RegisterBuiltinModels(const BuiltinModelOptions& options, ModelRegi
     } else if (name == "synthetic") {
       status = registry->Register(
           "synthetic", std::make_unique<SyntheticModel>(options.synthetic_fault_injection));
+    } else if (name == "batched_synthetic") {
+      status = registry->Register("batched_synthetic", std::make_unique<BatchedSyntheticModel>(
+                                                           options.synthetic_fault_injection));
     } else if (name == "charlm") {
       std::string corpus(DefaultCharLmCorpus());
       if (!options.charlm_corpus_path.empty()) {

@@ -17,12 +17,13 @@ struct BuiltinModelOptions {
   int charlm_order = 5;
   // Which built-in models to register; empty registers all of them.
   std::vector<std::string> models;
-  // Whether synthetic accepts fault injection (fail_at, throw_at, hang_at).
+  // Whether synthetic and batched_synthetic accept fault injection (fail_at,
+  // throw_at, hang_at).
   bool synthetic_fault_injection = false;
 };
 
-// RegisterBuiltinModels registers the built-in models ("echo", "synthetic",
-// "charlm", or those named in options.models). Fails if a name is unknown,
+// RegisterBuiltinModels registers the built-in models ("batched_synthetic",
+// "charlm", "echo", "synthetic", or those named in options.models). Fails if a name is unknown,
 // the corpus file cannot be read, or a name is already taken.
 absl::Status RegisterBuiltinModels(const BuiltinModelOptions& options, ModelRegistry* registry);
 

@@ -93,13 +93,13 @@ class PredictStreamReactor final : public grpc::ServerWriteReactor<v1::PredictCh
   PredictStreamReactor(InferenceService* service, grpc::CallbackServerContext* context,
                        const v1::PredictRequest& request)
       : core_(service, context, Method::kPredictStream), sink_(this) {
-    absl::Status status = core_.Start(request, [this](InferenceService::Admission admission,
-                                                      Call::EndedCallback done) {
-      auto call = StreamCall::Create(std::move(admission.options), admission.timers,
-                                     admission.served->stats.get(), &sink_, std::move(done));
-      stream_call_ = call.get();
-      return call;
-    });
+    absl::Status status = core_.Start(
+        request, [this](InferenceService::Admission admission, Call::EndedCallback done) {
+          auto call = StreamCall::Create(std::move(admission.options), admission.timers,
+                                         admission.served->stats.get(), &sink_, std::move(done));
+          stream_call_ = call.get();
+          return call;
+        });
     if (!status.ok()) Finish(ToGrpcStatus(status));
     SLUICE_HAPPENS_BEFORE(this);  // construction precedes every reaction
   }

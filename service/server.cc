@@ -87,8 +87,7 @@ absl::Status Validate(const ServerOptions& o) {
 
 // BatchOptionsFor: a batched model's own limits with the operator's
 // overrides, checked.
-absl::StatusOr<BatchOptions> BatchOptionsFor(const std::string& name,
-                                             const BatchedModelBase& model,
+absl::StatusOr<BatchOptions> BatchOptionsFor(const std::string& name, const BatchedModelBase& model,
                                              const ModelOptions& options) {
   if (!options.generator_keys.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -111,14 +110,13 @@ absl::StatusOr<BatchOptions> BatchOptionsFor(const std::string& name,
         absl::StrCat("model ", name, ": max_batch must be 1..4096, got ", l.max_batch));
   }
   if (l.max_sequences != 0 && (l.max_sequences < l.max_batch || l.max_sequences > 1 << 20)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "model ", name, ": max_sequences must be at least max_batch (", l.max_batch,
-        ") and at most 1048576, or 0 for twice max_batch; got ", l.max_sequences));
+    return absl::InvalidArgumentError(
+        absl::StrCat("model ", name, ": max_sequences must be at least max_batch (", l.max_batch,
+                     ") and at most 1048576, or 0 for twice max_batch; got ", l.max_sequences));
   }
   if (l.batch_wait < absl::ZeroDuration() || l.batch_wait > absl::Seconds(10)) {
-    return absl::InvalidArgumentError(absl::StrCat("model ", name,
-                                                   ": batch_wait must be 0..10 s, got ",
-                                                   absl::FormatDuration(l.batch_wait)));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "model ", name, ": batch_wait must be 0..10 s, got ", absl::FormatDuration(l.batch_wait)));
   }
   return batch;
 }
@@ -177,16 +175,17 @@ absl::Status Server::Init() {
     served.generator_model = dynamic_cast<GeneratorModelBase*>(served.model);
     served.batched_model = dynamic_cast<BatchedModelBase*>(served.model);
     if (served.batched_model != nullptr) {
-      absl::StatusOr<BatchOptions> batch = BatchOptionsFor(name, *served.batched_model,
-                                                           model_options);
+      absl::StatusOr<BatchOptions> batch =
+          BatchOptionsFor(name, *served.batched_model, model_options);
       if (!batch.ok()) return batch.status();
       served.batcher = std::make_unique<BatchScheduler>(name, served.batched_model, *batch);
       served.batcher->Start();
     } else if (served.generator_model != nullptr) {
       if (!model_options.batch.empty()) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "model ", name, " runs one generator per call: max_batch, max_sequences, "
-            "batch_wait_us and max_state_bytes apply to batched models only"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("model ", name,
+                         " runs one generator per call: max_batch, max_sequences, "
+                         "batch_wait_us and max_state_bytes apply to batched models only"));
       }
       served.executor = std::make_unique<Executor>(name, model_options.executor, timers_.get());
       served.executor->Start();
@@ -220,9 +219,8 @@ absl::Status Server::Init() {
       limits, &models_, timers_.get(), unknown_model_stats_.get(), probe_.get(), auth_.get());
 
   if (options_.metrics_port >= 0) {
-    absl::StatusOr<std::unique_ptr<MetricsHttpServer>> metrics = MetricsHttpServer::Start(
-        options_.host, options_.metrics_port,
-        [this] {
+    absl::StatusOr<std::unique_ptr<MetricsHttpServer>> metrics =
+        MetricsHttpServer::Start(options_.host, options_.metrics_port, [this] {
           return RenderServerMetrics(models_, *unknown_model_stats_, output_budget_.get());
         });
     if (!metrics.ok()) return metrics.status();

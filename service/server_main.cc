@@ -5,8 +5,8 @@
 #include <unistd.h>
 
 #include <cstdio>
-#include <limits>
 #include <fstream>
+#include <limits>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -126,8 +126,8 @@ absl::StatusOr<std::map<std::string, ModelOptions>> ParseModelOptions(
         return absl::InvalidArgumentError(
             absl::StrCat("--model_options for ", name, ": \"", kv, "\" needs an integer value"));
       }
-      const bool fits_int = value >= std::numeric_limits<int>::min() &&
-                            value <= std::numeric_limits<int>::max();
+      const bool fits_int =
+          value >= std::numeric_limits<int>::min() && value <= std::numeric_limits<int>::max();
       if (key != "max_state_bytes" && key != "batch_wait_us" && !fits_int) {
         return absl::InvalidArgumentError(
             absl::StrCat("--model_options for ", name, ": ", key, "=", value, " is out of range"));
@@ -153,10 +153,10 @@ absl::StatusOr<std::map<std::string, ModelOptions>> ParseModelOptions(
         }
         options.batch.max_state_bytes = static_cast<uint64_t>(value);
       } else {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "--model_options for ", name, ": unknown key \"", key,
-            "\"; use workers, max_active, queue_capacity (any model) or max_batch, "
-            "max_sequences, batch_wait_us, max_state_bytes (batched models)"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("--model_options for ", name, ": unknown key \"", key,
+                         "\"; use workers, max_active, queue_capacity (any model) or max_batch, "
+                         "max_sequences, batch_wait_us, max_state_bytes (batched models)"));
       }
     }
     if (!out.emplace(name, std::move(options)).second) {

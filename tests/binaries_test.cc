@@ -74,8 +74,16 @@ TEST(BinariesTest, StockServerServesTheBuiltinModels) {
   ASSERT_TRUE(server.WaitReady()) << server.process().Stderr();
   absl::StatusOr<v1::ListModelsResponse> models = server.client().ListModels();
   ASSERT_TRUE(models.ok());
-  ASSERT_EQ(models->models_size(), 3);
-  EXPECT_EQ(models->models(0).workers(), 1u);
+  ASSERT_EQ(models->models_size(), 4);
+  EXPECT_EQ(models->models(0).name(), "batched_synthetic");
+  EXPECT_EQ(models->models(0).max_batch(), 32u);  // its calls share steps
+  EXPECT_EQ(models->models(1).name(), "charlm");
+  EXPECT_EQ(models->models(1).workers(), 1u);
+  EXPECT_EQ(models->models(1).max_batch(), 0u);  // one generator per call
+  absl::StatusOr<v1::PredictResponse> batched =
+      server.client().Predict(MakeRequest("batched_synthetic", "", {{"tokens", IntParam(3)}}));
+  ASSERT_TRUE(batched.ok()) << batched.status();
+  EXPECT_EQ(batched->output(), "t0 t1 t2 ");
   absl::StatusOr<v1::PredictResponse> text = server.client().Predict(
       MakeRequest("charlm", "The", {{"max_tokens", IntParam(40)}, {"seed", IntParam(1)}}));
   ASSERT_TRUE(text.ok()) << text.status();

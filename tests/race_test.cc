@@ -54,11 +54,17 @@ struct Outcome {
   std::string first_other;
 };
 
-void OneCall(v1::Inference::Stub& stub, CancelPoint point, std::mt19937& rng, Outcome& out) {
+// OneCall: one call to `model` (synthetic or batched_synthetic), cancelled
+// at `point`.
+void OneCall(v1::Inference::Stub& stub, const std::string& model, CancelPoint point,
+             std::mt19937& rng, Outcome& out) {
   constexpr int kTokens = 12;
-  v1::PredictRequest request = point == CancelPoint::kDuringWrite
-                                   ? Synthetic({{"tokens", 200}, {"chunk_bytes", 256 * 1024}})
-                                   : Synthetic({{"tokens", kTokens}, {"token_cost_us", 50}});
+  const bool batched = model == "batched_synthetic";
+  v1::PredictRequest request =
+      point == CancelPoint::kDuringWrite
+          ? Synthetic({{"tokens", 200}, {"chunk_bytes", 256 * 1024}}, "", model)
+          : Synthetic({{"tokens", kTokens}, {batched ? "sequence_cost_us" : "token_cost_us", 50}},
+                      "", model);
   grpc::ClientContext context;
   context.set_deadline(absl::ToChronoTime(absl::Now() + kCallDeadline));
   std::unique_ptr<grpc::ClientReader<v1::PredictChunk>> reader =
@@ -118,11 +124,35 @@ ServerOptions FewSlots() {
   // Two workers and four slots for eight client threads: calls queue, and
   // every cancel point meets a busy server.
   options.model_overrides["synthetic"] = ModelOptions{ExecutorOptions{2, 4, 64}};
+  // The batched model likewise: four sequences at most, the rest queued.
+  ModelOptions batched;
+  batched.executor.queue_capacity = 64;
+  batched.batch.max_batch = 4;
+  batched.batch.max_sequences = 4;
+  options.model_overrides["batched_synthetic"] = batched;
   options.stream_buffer_chunks = 4;
   return options;
 }
 
-TEST(RaceTest, CancelAtEveryPointOfACallsLife) {
+// RaceTest: the same storm against a generator model and a batched one.
+class RaceTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  // ExpectEveryModelStateReleased: the model released all it started.
+  static void ExpectEveryModelStateReleased(TestServer& server, const std::string& model) {
+    if (model == "batched_synthetic") {
+      const BatchedSyntheticModel::Stats& stats = server.batched().stats();
+      ASSERT_TRUE(stats.WaitForReleased(stats.started(), absl::Seconds(60)));
+      EXPECT_EQ(stats.live(), 0);
+    } else {
+      const SyntheticModel::Stats& stats = server.synthetic().stats();
+      ASSERT_TRUE(stats.WaitForReleased(stats.started(), absl::Seconds(60)));
+      EXPECT_EQ(stats.live(), 0);
+    }
+  }
+};
+
+TEST_P(RaceTest, CancelAtEveryPointOfACallsLife) {
+  const std::string model = GetParam();
   constexpr int kThreads = 8;
   constexpr int kCallsPerThread = 60;
   const absl::Time give_up = absl::Now() + absl::Minutes(3);  // bounded in time as well as count
@@ -137,7 +167,7 @@ TEST(RaceTest, CancelAtEveryPointOfACallsLife) {
         auto stub = v1::Inference::NewStub(channel);
         for (int i = 0; i < kCallsPerThread && absl::Now() < give_up; ++i) {
           const auto point = static_cast<CancelPoint>((t + i) % kNumCancelPoints);
-          OneCall(*stub, point, rng, out);
+          OneCall(*stub, model, point, rng, out);
         }
       });
     }
@@ -150,8 +180,8 @@ TEST(RaceTest, CancelAtEveryPointOfACallsLife) {
     EXPECT_GT(out.cancelled, 0);
     // Every call the server saw ended exactly once in its accounting (a call
     // cancelled before it was sent never reaches the server), and every
-    // generator it started was released.
-    const ModelStats& stats = server.stats();
+    // generator or sequence it started was released.
+    const ModelStats& stats = server.stats(model);
     ASSERT_TRUE(stats.WaitForNoneInFlight(absl::Seconds(60)));
     EXPECT_EQ(stats.ended_total(), stats.started_total());
     EXPECT_LE(stats.started_total(), static_cast<uint64_t>(calls));
@@ -159,14 +189,22 @@ TEST(RaceTest, CancelAtEveryPointOfACallsLife) {
     EXPECT_EQ(stats.requests(Method::kPredictStream, absl::StatusCode::kOk) +
                   stats.requests(Method::kPredictStream, absl::StatusCode::kCancelled),
               stats.started_total());
-    const SyntheticModel::Stats& model = server.synthetic().stats();
-    ASSERT_TRUE(model.WaitForReleased(model.started(), absl::Seconds(60)));
-    EXPECT_EQ(model.live(), 0);
-    EXPECT_LE(model.steps_after_cancel(), static_cast<int64_t>(out.cancelled.load()));
+    ExpectEveryModelStateReleased(server, model);
+    if (model == "synthetic") {
+      EXPECT_LE(server.synthetic().stats().steps_after_cancel(),
+                static_cast<int64_t>(out.cancelled.load()));
+    } else {
+      // At most the step in flight for each sequence whose caller left.
+      const BatchStats& batch = server.server().batcher(model)->stats();
+      EXPECT_LE(batch.sequence_steps_after_end(), static_cast<uint64_t>(out.cancelled.load()));
+      const Histogram::Snapshot after_end = batch.steps_after_end().snapshot();
+      EXPECT_EQ(after_end.cumulative[1], after_end.count);
+    }
   }
 }
 
-TEST(RaceTest, CancelsRacingShutdown) {
+TEST_P(RaceTest, CancelsRacingShutdown) {
+  const std::string model = GetParam();
   // Calls start, get cancelled and finish while the server shuts down under
   // them; nothing hangs, every generator is released, every call is counted.
   constexpr int kThreads = 6;
@@ -181,25 +219,33 @@ TEST(RaceTest, CancelsRacingShutdown) {
         auto channel = server.NewChannel();
         auto stub = v1::Inference::NewStub(channel);
         for (int i = 0; i < 200 && !stop; ++i) {
-          OneCall(*stub, static_cast<CancelPoint>(rng() % kNumCancelPoints), rng, out);
+          OneCall(*stub, model, static_cast<CancelPoint>(rng() % kNumCancelPoints), rng, out);
         }
       });
     }
     std::mt19937 rng(round);
-    ASSERT_TRUE(server.synthetic().stats().WaitForStarted(5, absl::Seconds(30)));
+    if (model == "synthetic") {
+      ASSERT_TRUE(server.synthetic().stats().WaitForStarted(5, absl::Seconds(30)));
+    } else {
+      ASSERT_TRUE(server.batched().stats().WaitForStarted(5, absl::Seconds(30)));
+    }
     Jitter(rng, absl::Milliseconds(20));
     EXPECT_TRUE(server.server().Shutdown(absl::Milliseconds(50)));
     stop = true;
     for (auto& t : threads) t.join();
     EXPECT_EQ(out.other, 0) << out.first_other;
-    const SyntheticModel::Stats& model = server.synthetic().stats();
-    EXPECT_EQ(model.live(), 0);
+    EXPECT_EQ(
+        model == "synthetic" ? server.synthetic().stats().live() : server.batched().stats().live(),
+        0);
     // Every call the server saw is counted exactly once.
-    EXPECT_EQ(server.stats().in_flight(Method::kPredictStream), 0);
-    EXPECT_EQ(server.stats().ended_total(), server.stats().started_total());
-    EXPECT_LE(server.stats().started_total(), static_cast<uint64_t>(out.calls.load()));
+    EXPECT_EQ(server.stats(model).in_flight(Method::kPredictStream), 0);
+    EXPECT_EQ(server.stats(model).ended_total(), server.stats(model).started_total());
+    EXPECT_LE(server.stats(model).started_total(), static_cast<uint64_t>(out.calls.load()));
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(GeneratorAndBatched, RaceTest,
+                         ::testing::Values("synthetic", "batched_synthetic"));
 
 }  // namespace
 }  // namespace sluice::testing

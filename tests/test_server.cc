@@ -26,6 +26,9 @@ TestServer::TestServer(ServerOptions options) {
   auto synthetic = std::make_unique<SyntheticModel>();
   synthetic_ = synthetic.get();
   EXPECT_TRUE(registry.Register("synthetic", std::move(synthetic)).ok());
+  auto batched = std::make_unique<BatchedSyntheticModel>();
+  batched_ = batched.get();
+  EXPECT_TRUE(registry.Register("batched_synthetic", std::move(batched)).ok());
   EXPECT_TRUE(registry.Register("echo", std::make_unique<EchoModel>()).ok());
   EXPECT_TRUE(
       registry
@@ -57,12 +60,17 @@ std::shared_ptr<grpc::Channel> TestServer::NewChannel() const {
 }
 
 v1::PredictRequest Synthetic(std::vector<std::pair<std::string, int64_t>> params,
-                             std::string request_id) {
+                             std::string request_id, std::string model) {
   std::vector<std::pair<std::string, v1::Parameter>> typed;
   for (auto& [name, value] : params) typed.emplace_back(name, IntParam(value));
-  v1::PredictRequest request = MakeRequest("synthetic", "", std::move(typed));
+  v1::PredictRequest request = MakeRequest(std::move(model), "", std::move(typed));
   request.set_request_id(std::move(request_id));
   return request;
+}
+
+v1::PredictRequest BatchedSynthetic(std::vector<std::pair<std::string, int64_t>> params,
+                                    std::string request_id) {
+  return Synthetic(std::move(params), std::move(request_id), "batched_synthetic");
 }
 
 OpenStream::OpenStream(v1::Inference::Stub& stub, const v1::PredictRequest& request,

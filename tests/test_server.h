@@ -9,6 +9,7 @@
 
 #include "absl/time/time.h"
 #include "client/sluice_client.h"
+#include "models/batched_synthetic.h"
 #include "models/synthetic.h"
 #include "service/server.h"
 #include "sluice/v1/inference.grpc.pb.h"
@@ -17,7 +18,8 @@ namespace sluice::testing {
 
 class TestServer {
  public:
-  // Starts a server with "synthetic", "echo" and "charlm" on 127.0.0.1:0.
+  // Starts a server with "synthetic", "batched_synthetic", "echo" and
+  // "charlm" on 127.0.0.1:0.
   explicit TestServer(ServerOptions options = DefaultOptions());
   ~TestServer();
 
@@ -27,6 +29,8 @@ class TestServer {
   const std::string& target() const { return target_; }
   // synthetic: the model instance the server runs, with its counters.
   SyntheticModel& synthetic() { return *synthetic_; }
+  // batched: the batched_synthetic model instance, with its counters.
+  BatchedSyntheticModel& batched() { return *batched_; }
   const ModelStats& stats(const std::string& model = "synthetic") const {
     return *server_->stats(model);
   }
@@ -38,14 +42,18 @@ class TestServer {
 
  private:
   SyntheticModel* synthetic_ = nullptr;  // owned by the server's registry
+  BatchedSyntheticModel* batched_ = nullptr;
   std::unique_ptr<Server> server_;
   std::string target_;
   std::unique_ptr<SluiceClient> client_;
 };
 
-// Synthetic: a PredictRequest for the synthetic model.
+// Synthetic: a PredictRequest for the synthetic model (or `model`).
 v1::PredictRequest Synthetic(std::vector<std::pair<std::string, int64_t>> params,
-                             std::string request_id = "");
+                             std::string request_id = "", std::string model = "synthetic");
+// BatchedSynthetic: a PredictRequest for the batched_synthetic model.
+v1::PredictRequest BatchedSynthetic(std::vector<std::pair<std::string, int64_t>> params,
+                                    std::string request_id = "");
 
 // OpenStream: a PredictStream call the test drives chunk by chunk.
 class OpenStream {

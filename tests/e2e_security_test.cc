@@ -206,7 +206,7 @@ TEST_F(SecurityTest, RightTokenCanStreamCallAndList) {
   EXPECT_TRUE(stream.status.ok()) << stream.status.error_message();
   absl::StatusOr<v1::ListModelsResponse> models = client->ListModels();
   ASSERT_TRUE(models.ok()) << models.status();
-  EXPECT_EQ(models->models_size(), 3);
+  EXPECT_EQ(models->models_size(), 4);
 }
 
 TEST_F(SecurityTest, TokenAndMutualTlsTogether) {

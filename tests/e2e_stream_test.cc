@@ -197,9 +197,12 @@ TEST_F(StreamTest, CharLmIsDeterministicForASeed) {
 TEST_F(StreamTest, ListModelsDescribesModelsAndParameters) {
   absl::StatusOr<v1::ListModelsResponse> models = server_.client().ListModels();
   ASSERT_TRUE(models.ok());
-  ASSERT_EQ(models->models_size(), 3);
-  EXPECT_EQ(models->models(0).name(), "charlm");
-  const v1::ModelInfo& synthetic = models->models(2);
+  ASSERT_EQ(models->models_size(), 4);
+  EXPECT_EQ(models->models(0).name(), "batched_synthetic");
+  EXPECT_EQ(models->models(0).max_batch(), 32u);
+  EXPECT_EQ(models->models(1).name(), "charlm");
+  EXPECT_EQ(models->models(1).max_batch(), 0u);
+  const v1::ModelInfo& synthetic = models->models(3);
   EXPECT_EQ(synthetic.name(), "synthetic");
   EXPECT_EQ(synthetic.workers(), 2u);
   ASSERT_GT(synthetic.parameters_size(), 1);

@@ -241,6 +241,108 @@ TEST_F(CallTest, StalledClientIsCancelledAndWorkerFreed) {
   EXPECT_EQ(OnlySummary().cause, EndCause::kStalled);
 }
 
+TEST_F(CallTest, FinishedStreamWhoseClientDoesNotReadIsStalledToo) {
+  // The model finishes while its first write is still outstanding (a client
+  // that never reads): the stream is ending, waiting on its client, and is
+  // ended as stalled after the timeout, like one whose buffer is full.
+  timers_ = &manual_timers_;
+  FakeStreamSink sink;  // never reads
+  CallOptions options = Options();
+  options.stream_buffer_chunks = 64;  // everything fits: the model finishes
+  options.write_stall_timeout = absl::ZeroDuration();
+  auto call = Stream(Synthetic({{"tokens", IntParam(5)}}), &sink, options);
+  ASSERT_TRUE(model_.stats().WaitForReleased(1, kWait));  // the model is done
+  WaitUntilParked();
+  ASSERT_EQ(manual_timers_.pending(), 1u);  // the stall check, armed by the ending
+  manual_timers_.FireOnce();
+  EXPECT_EQ(sink.try_cancels(), 1);
+  sink.CompleteWrite(false);
+  ASSERT_TRUE(sink.finish_status().has_value());
+  EXPECT_EQ(sink.finish_status()->code(), absl::StatusCode::kCancelled);
+  EXPECT_THAT(sink.finish_status()->message(), HasSubstr("did not read"));
+  call->OnRpcDone();
+  EXPECT_EQ(OnlySummary().cause, EndCause::kStalled);
+}
+
+TEST_F(CallTest, FailedStreamWhoseClientDoesNotReadIsStalled) {
+  timers_ = &manual_timers_;
+  FakeStreamSink sink;
+  CallOptions options = Options();
+  options.stream_buffer_chunks = 64;
+  options.write_stall_timeout = absl::ZeroDuration();
+  auto call =
+      Stream(Synthetic({{"tokens", IntParam(5)}, {"fail_at", IntParam(2)}}), &sink, options);
+  ASSERT_TRUE(model_.stats().WaitForReleased(1, kWait));
+  WaitUntilParked();
+  ASSERT_EQ(manual_timers_.pending(), 1u);
+  manual_timers_.FireOnce();
+  EXPECT_EQ(sink.try_cancels(), 1);
+  sink.CompleteWrite(false);
+  EXPECT_EQ(sink.finish_status()->code(), absl::StatusCode::kCancelled);
+  call->OnRpcDone();
+  EXPECT_EQ(OnlySummary().cause, EndCause::kStalled);
+}
+
+TEST_F(CallTest, CancelAfterAModelErrorKeepsTheError) {
+  // The error is decided while its output waits on the client; a cancel
+  // that comes after it changes neither the cause nor the status.
+  FakeStreamSink sink;
+  CallOptions options = Options();
+  options.stream_buffer_chunks = 64;
+  auto call =
+      Stream(Synthetic({{"tokens", IntParam(5)}, {"fail_at", IntParam(2)}}), &sink, options);
+  ASSERT_TRUE(model_.stats().WaitForReleased(1, kWait));
+  call->Cancel(EndCause::kClientCancelled);
+  sink.CompleteWrite(false);  // gRPC fails the outstanding write after the cancel
+  ASSERT_TRUE(sink.finish_status().has_value());
+  EXPECT_EQ(sink.finish_status()->code(), absl::StatusCode::kInternal);
+  call->OnRpcDone();
+  CallSummary summary = OnlySummary();
+  EXPECT_EQ(summary.cause, EndCause::kError);
+  EXPECT_EQ(summary.status.code(), absl::StatusCode::kInternal);
+}
+
+TEST_F(CallTest, SpentOutputBudgetPausesOtherStreamsUntilItDrains) {
+  timers_ = &manual_timers_;
+  OutputBudget budget(100);
+  CallOptions options = Options();
+  options.stream_buffer_chunks = 64;
+  options.output_budget = &budget;
+  // A client that does not read holds 120 bytes: the budget is spent.
+  FakeStreamSink hog_sink;
+  options.request_id = "hog";
+  options.write_stall_timeout = absl::ZeroDuration();  // any outstanding write is stalled
+  auto hog = Stream(Synthetic({{"tokens", IntParam(100)}, {"chunk_bytes", IntParam(60)}}),
+                    &hog_sink, options);
+  WaitUntilParked();
+  EXPECT_EQ(budget.used(), 120u);
+  EXPECT_EQ(model_.stats().chunks(), 2);  // paused on the budget, not on its 64-chunk buffer
+  // A reader gets one chunk out, then waits for room (not for its client).
+  FakeStreamSink reader_sink(/*auto_complete=*/true);
+  options.request_id = "reader";
+  options.write_stall_timeout = absl::Hours(1);
+  auto reader = Stream(Synthetic({{"tokens", IntParam(3)}, {"chunk_bytes", IntParam(10)}}),
+                       &reader_sink, options);
+  ASSERT_TRUE(reader_sink.WaitForWrites(1, kWait));
+  WaitUntilParked();
+  EXPECT_EQ(budget.waiting(), 2);
+  EXPECT_FALSE(reader_sink.finish_status().has_value());
+  // The hog's stall check fires: it is ended, its bytes return, and the
+  // reader goes on to the end.
+  manual_timers_.FireOnce();
+  hog_sink.CompleteWrite(false);
+  ASSERT_TRUE(reader_sink.WaitForFinish(kWait));
+  EXPECT_TRUE(reader_sink.finish_status()->ok());
+  EXPECT_EQ(budget.used(), 0u);
+  hog->OnRpcDone();
+  reader->OnRpcDone();
+  ASSERT_TRUE(summaries_.WaitFor(2, kWait));
+  for (const CallSummary& s : summaries_.summaries()) {
+    EXPECT_EQ(s.cause, s.request_id == "hog" ? EndCause::kStalled : EndCause::kCompleted)
+        << s.request_id;
+  }
+}
+
 TEST_F(CallTest, StallCheckBeforeTimeoutRearms) {
   timers_ = &manual_timers_;
   FakeStreamSink sink;

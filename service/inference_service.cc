@@ -44,6 +44,10 @@ class ReactorCore {
     stats_ = service_->StatsFor(authenticated.ok() ? request.model() : "");
     stats_->RecordStarted(method_);
     if (!authenticated.ok()) return Reject(authenticated);
+    if (absl::Status held = service_->HoldRequest(request.ByteSizeLong()); !held.ok()) {
+      return Reject(held);
+    }
+    held_request_bytes_ = request.ByteSizeLong();
     absl::StatusOr<InferenceService::Admission> admission = service_->Admit(context_, request);
     if (!admission.ok()) return Reject(admission.status());
     const ServedModel* served = admission->served;
@@ -62,6 +66,8 @@ class ReactorCore {
   }
 
   void OnDone() {
+    // The request (which gRPC keeps until now) is gone.
+    service_->ReleaseRequest(held_request_bytes_);
     if (call_ == nullptr) {
       service_->RecordRejected(stats_, method_, rejected_status_);
       return;
@@ -81,7 +87,8 @@ class ReactorCore {
   InferenceService* const service_;
   grpc::CallbackServerContext* const context_;
   const Method method_;
-  ModelStats* stats_ = nullptr;  // where this call is accounted; set by Start
+  ModelStats* stats_ = nullptr;      // where this call is accounted; set by Start
+  uint64_t held_request_bytes_ = 0;  // counted against the request memory budget
   std::shared_ptr<Call> call_;
   absl::Status rejected_status_;
 };
@@ -261,6 +268,21 @@ absl::StatusOr<InferenceService::Admission> InferenceService::Admit(
   admission.options.output_budget = limits_.output_budget;
   admission.timers = timers_;
   return admission;
+}
+
+absl::Status InferenceService::HoldRequest(uint64_t bytes) {
+  if (limits_.max_request_memory_bytes == 0) return absl::OkStatus();
+  const uint64_t held = request_bytes_held_.fetch_add(bytes) + bytes;
+  if (held <= limits_.max_request_memory_bytes) return absl::OkStatus();
+  request_bytes_held_.fetch_sub(bytes);
+  return absl::ResourceExhaustedError(
+      absl::StrCat("the server holds ", held - bytes, " bytes of requests in flight; this one (",
+                   bytes, " bytes) would pass its --max_request_memory_bytes (",
+                   limits_.max_request_memory_bytes, "); retry later"));
+}
+
+void InferenceService::ReleaseRequest(uint64_t bytes) {
+  if (limits_.max_request_memory_bytes != 0 && bytes > 0) request_bytes_held_.fetch_sub(bytes);
 }
 
 ModelStats* InferenceService::StatsFor(absl::string_view model) const {

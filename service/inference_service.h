@@ -29,6 +29,9 @@ struct CallLimits {
   absl::Duration write_stall_timeout = absl::Seconds(10);
   size_t max_unary_output_bytes = 4 << 20;
   OutputBudget* output_budget = nullptr;  // server-wide; nullptr: none
+  // The bytes of requests in flight (which gRPC holds until each call is
+  // done) may add up to this; beyond it, RESOURCE_EXHAUSTED. 0: no bound.
+  uint64_t max_request_memory_bytes = 0;
 };
 
 // InferenceService implements sluice.v1.Inference with gRPC's callback API:
@@ -72,6 +75,15 @@ class InferenceService final : public v1::Inference::CallbackService {
   absl::StatusOr<Admission> Admit(grpc::CallbackServerContext* context,
                                   const v1::PredictRequest& request);
 
+  // HoldRequest: counts a request of `bytes` against the request memory
+  // bound, or RESOURCE_EXHAUSTED if it does not fit; ReleaseRequest gives
+  // them back when the call is done.
+  absl::Status HoldRequest(uint64_t bytes);
+  void ReleaseRequest(uint64_t bytes);
+  // request_bytes_held: bytes of requests in flight (for metrics).
+  uint64_t request_bytes_held() const { return request_bytes_held_.load(); }
+  uint64_t max_request_memory_bytes() const { return limits_.max_request_memory_bytes; }
+
   // StatsFor: the stats of served model `model`, or of unknown models
   // (model="") for any other name.
   ModelStats* StatsFor(absl::string_view model) const;
@@ -108,6 +120,7 @@ class InferenceService final : public v1::Inference::CallbackService {
   PeerProbe* const probe_;
   const BearerAuth* const auth_;
   std::atomic<bool> draining_{false};
+  std::atomic<uint64_t> request_bytes_held_{0};
   Mutex pending_mu_;
   std::list<std::shared_ptr<PendingClassification>> pending_ ABSL_GUARDED_BY(pending_mu_);
 };

@@ -215,13 +215,15 @@ absl::Status Server::Init() {
   limits.write_stall_timeout = options_.write_stall_timeout;
   limits.max_unary_output_bytes = options_.max_unary_output_bytes;
   limits.output_budget = output_budget_.get();
+  limits.max_request_memory_bytes = options_.max_request_memory_bytes;
   service_ = std::make_unique<InferenceService>(
       limits, &models_, timers_.get(), unknown_model_stats_.get(), probe_.get(), auth_.get());
 
   if (options_.metrics_port >= 0) {
     absl::StatusOr<std::unique_ptr<MetricsHttpServer>> metrics =
         MetricsHttpServer::Start(options_.host, options_.metrics_port, [this] {
-          return RenderServerMetrics(models_, *unknown_model_stats_, output_budget_.get());
+          return RenderServerMetrics(models_, *unknown_model_stats_, output_budget_.get(),
+                                     service_.get());
         });
     if (!metrics.ok()) return metrics.status();
     metrics_ = *std::move(metrics);

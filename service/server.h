@@ -47,9 +47,7 @@ struct BatchOverrides {
   std::optional<int> max_sequences;
   std::optional<absl::Duration> batch_wait;
   std::optional<uint64_t> max_state_bytes;
-  bool empty() const {
-    return !max_batch && !max_sequences && !batch_wait && !max_state_bytes;
-  }
+  bool empty() const { return !max_batch && !max_sequences && !batch_wait && !max_state_bytes; }
 };
 
 // ModelOptions: one model's scheduling. A generator model uses `executor`; a
@@ -108,6 +106,11 @@ struct ServerOptions {
   // gRPC's own memory for its transport (grpc::ResourceQuota): buffers of
   // every connection. 0: gRPC's default (no quota).
   uint64_t transport_memory_bytes = 512 << 20;
+  // A bound on the bytes of requests in flight (gRPC keeps each parsed
+  // request until its call is done; a model usually holds a copy of its
+  // input too): a call that would pass it is refused with
+  // RESOURCE_EXHAUSTED. 0: no bound.
+  uint64_t max_request_memory_bytes = 256 << 20;
   // Largest output a unary Predict may return (PredictStream has no limit).
   size_t max_unary_output_bytes = 4 << 20;
   // Largest request message accepted.

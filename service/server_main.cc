@@ -70,6 +70,9 @@ ABSL_FLAG(int64_t, output_budget_bytes, 256 << 20,
 ABSL_FLAG(int64_t, transport_memory_bytes, 512 << 20,
           "Bound on gRPC's own transport memory (connection buffers; a grpc::ResourceQuota). "
           "0: gRPC's default, unbounded.");
+ABSL_FLAG(int64_t, max_request_memory_bytes, 256 << 20,
+          "Bound on the bytes of requests in flight (gRPC keeps each until its call is done); a "
+          "call that would pass it gets RESOURCE_EXHAUSTED. 0: no bound.");
 ABSL_FLAG(int64_t, max_unary_output_bytes, 4 << 20,
           "Largest output a unary Predict may return; longer outputs need PredictStream.");
 ABSL_FLAG(int, max_receive_message_bytes, 4 << 20, "Largest request message accepted.");
@@ -211,6 +214,11 @@ absl::StatusOr<ServerOptions> ServerOptionsFromFlags() {
     return absl::InvalidArgumentError("--transport_memory_bytes must be at least 0");
   }
   options.transport_memory_bytes = static_cast<uint64_t>(transport);
+  const int64_t requests = absl::GetFlag(FLAGS_max_request_memory_bytes);
+  if (requests < 0) {
+    return absl::InvalidArgumentError("--max_request_memory_bytes must be at least 0");
+  }
+  options.max_request_memory_bytes = static_cast<uint64_t>(requests);
   options.max_receive_message_bytes = absl::GetFlag(FLAGS_max_receive_message_bytes);
   options.max_concurrent_streams_per_connection = absl::GetFlag(FLAGS_max_concurrent_streams);
   options.keepalive_time = absl::Milliseconds(absl::GetFlag(FLAGS_keepalive_time_ms));

@@ -30,6 +30,8 @@ constexpr char kBatchStateBytes[] = "sluice_batch_state_bytes";
 constexpr char kOutputBuffered[] = "sluice_output_buffered_bytes";
 constexpr char kOutputBudget[] = "sluice_output_budget_bytes";
 constexpr char kOutputWaiting[] = "sluice_output_budget_waiting_streams";
+constexpr char kRequestBytes[] = "sluice_request_bytes_held";
+constexpr char kRequestBudget[] = "sluice_request_memory_bound_bytes";
 
 constexpr Method kMethods[] = {Method::kPredict, Method::kPredictStream};
 constexpr absl::StatusCode kMaxCode = absl::StatusCode::kUnauthenticated;
@@ -92,6 +94,10 @@ void DeclareFamilies(ExpositionWriter& page) {
                "The bound on sluice_output_buffered_bytes (--output_budget_bytes).");
   page.Declare(kOutputWaiting, MetricType::kGauge,
                "Streams whose model is paused until the output budget has room.");
+  page.Declare(kRequestBytes, MetricType::kGauge,
+               "Bytes of the requests of calls in flight (held until each call is done).");
+  page.Declare(kRequestBudget, MetricType::kGauge,
+               "The bound on sluice_request_bytes_held (--max_request_memory_bytes).");
 }
 
 void AddBatchFamilies(ExpositionWriter& page, const MetricLabels& labels,
@@ -152,7 +158,7 @@ void AddCallCounts(ExpositionWriter& page, const std::string& model, const Model
 
 absl::StatusOr<std::string> RenderServerMetrics(
     const std::map<std::string, ServedModel, std::less<>>& models, const ModelStats& unknown,
-    const OutputBudget* budget) {
+    const OutputBudget* budget, const InferenceService* service) {
   ExpositionWriter page;
   DeclareFamilies(page);
   for (const auto& [name, served] : models) {
@@ -178,6 +184,10 @@ absl::StatusOr<std::string> RenderServerMetrics(
     page.Add(kOutputBuffered, {}, static_cast<double>(budget->used()));
     page.Add(kOutputBudget, {}, static_cast<double>(budget->limit()));
     page.Add(kOutputWaiting, {}, budget->waiting());
+  }
+  if (service != nullptr && service->max_request_memory_bytes() > 0) {
+    page.Add(kRequestBytes, {}, static_cast<double>(service->request_bytes_held()));
+    page.Add(kRequestBudget, {}, static_cast<double>(service->max_request_memory_bytes()));
   }
   return std::move(page).Finish();
 }

@@ -10,6 +10,7 @@
 #include "absl/status/statusor.h"
 #include "handlers/output_budget.h"
 #include "handlers/stats.h"
+#include "service/inference_service.h"
 #include "service/served_model.h"
 
 namespace sluice {
@@ -26,10 +27,11 @@ namespace sluice {
 // calls end may be off by those calls between families.
 //
 // Thread-safe; reads only thread-safe accessors of `models` and `unknown`.
-// `budget`: the server-wide output budget, or nullptr if there is none.
+// `budget`: the server-wide output budget, or nullptr if there is none;
+// `service`: for the request memory held, or nullptr.
 absl::StatusOr<std::string> RenderServerMetrics(
     const std::map<std::string, ServedModel, std::less<>>& models, const ModelStats& unknown,
-    const OutputBudget* budget = nullptr);
+    const OutputBudget* budget = nullptr, const InferenceService* service = nullptr);
 
 }  // namespace sluice
 

@@ -230,5 +230,32 @@ TEST(LimitsTest, TooLargeRequestIsResourceExhaustedAndNeverReachesAModel) {
   EXPECT_EQ(server.stats("echo").ended_total(), 1u);
 }
 
+TEST(LimitsTest, RequestsInFlightAreBoundedInMemory) {
+  ServerOptions options = TestServer::DefaultOptions();
+  options.max_request_memory_bytes = 2 << 20;
+  TestServer server(options);
+  // A call holding a 1.5 MiB request (the model hangs until cancelled).
+  v1::PredictRequest held = Synthetic({{"tokens", 1}, {"hang_at", 0}});
+  held.set_input(std::string(1536 << 10, 'x'));
+  auto holder = std::make_unique<OpenStream>(server.client().stub(), held);
+  ASSERT_TRUE(server.synthetic().stats().WaitForStarted(1, kWait));
+
+  // Another 1 MiB would pass the bound: refused at once, before any model.
+  v1::PredictRequest more = MakeRequest("echo", std::string(1 << 20, 'y'));
+  StreamResult refused = server.client().PredictStream(more, StreamOptions());
+  EXPECT_EQ(refused.status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(refused.status.error_message(), HasSubstr("--max_request_memory_bytes"));
+  // Small requests still fit.
+  EXPECT_TRUE(server.client().PredictStream(MakeRequest("echo", "hi"), StreamOptions()).status.ok());
+
+  // Once the first call is done, its request no longer counts.
+  holder->Cancel();
+  holder->Finish();
+  holder.reset();
+  ASSERT_TRUE(server.stats().WaitForNoneInFlight(kWait));
+  StreamResult accepted = server.client().PredictStream(more, StreamOptions());
+  EXPECT_TRUE(accepted.status.ok()) << accepted.status.error_message();
+}
+
 }  // namespace
 }  // namespace sluice::testing

@@ -14,7 +14,9 @@
 
 #include "gmock/gmock.h"
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "grpcpp/create_channel.h"
 #include "gtest/gtest.h"
+#include "models/model_testing.h"
 #include "tests/server_process.h"
 #include "tests/tcp_relay.h"
 #include "tests/test_server.h"
@@ -226,6 +228,36 @@ TEST_F(SlowClientTest, ClientThatStopsReadingIsCancelledAndReleased) {
   EXPECT_LT(model().chunks(), 50 + 2000);
   ExpectEnded(2, Method::kPredictStream, EndCause::kStalled, EndStage::kRunning, 1);
   EXPECT_EQ(stalled.Finish().error_code(), grpc::StatusCode::CANCELLED);
+}
+
+TEST_F(SlowClientTest, FinishedStreamWhoseClientNeverReadsIsStalledAndFreed) {
+  // The scenario of a stuck or hostile client: a small HTTP/2 window, a
+  // stream of 900 KiB that fits the server's buffer (the model finishes at
+  // once), and the client never reads. The stream is ending, its write stuck:
+  // it is ended as stalled after write_stall_timeout (500 ms here).
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+  args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 16384);
+  args.SetInt("sluice.test_channel_id", 424242);
+  auto channel =
+      grpc::CreateCustomChannel(server_.target(), grpc::InsecureChannelCredentials(), args);
+  auto stub = v1::Inference::NewStub(channel);
+  v1::PredictRequest request =
+      MakeRequest("echo", std::string(900 << 10, 'x'), {{"chunk_bytes", IntParam(16384)}});
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
+  const absl::Time start = absl::Now();
+  std::unique_ptr<grpc::ClientReader<v1::PredictChunk>> reader =
+      stub->PredictStream(&context, request);
+  const ModelStats& echo = server_.stats("echo");
+  ASSERT_TRUE(echo.WaitForEndedTotal(1, kWait));
+  EXPECT_EQ(echo.ended(Method::kPredictStream, EndCause::kStalled, EndStage::kRunning), 1u);
+  EXPECT_EQ(echo.in_flight(Method::kPredictStream), 0);
+  // Within the timeout plus a margin for a loaded machine, not the 60 s
+  // deadline the client would otherwise have held it for.
+  EXPECT_LT(absl::Now() - start, absl::Seconds(10));
+  context.TryCancel();
+  reader->Finish();
 }
 
 TEST_F(SlowClientTest, VanishedPeerIsFoundByKeepaliveAndReleased) {

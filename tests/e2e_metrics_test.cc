@@ -26,7 +26,7 @@ class MetricsTest : public ::testing::Test {
     ServerOptions options = TestServer::DefaultOptions();
     options.metrics_port = 0;
     // One call generates at a time, so a second one queues.
-    options.model_overrides["synthetic"] = ModelOptions{ExecutorOptions{1, 1, 4}};
+    options.model_overrides["synthetic"] = ModelOptions{ExecutorOptions{1, 1, 4}, {}, {}};
     return options;
   }
 

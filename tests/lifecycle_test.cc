@@ -33,7 +33,7 @@ constexpr absl::Duration kWait = absl::Seconds(30);
 // slot, so the next calls queue behind it.
 ServerOptions OneSlot() {
   ServerOptions options = TestServer::DefaultOptions();
-  options.model_overrides["synthetic"] = ModelOptions{ExecutorOptions{1, 1, 2}};
+  options.model_overrides["synthetic"] = ModelOptions{ExecutorOptions{1, 1, 2}, {}, {}};
   return options;
 }
 
@@ -199,7 +199,7 @@ TEST_F(LifecycleTest, UnaryCancelStopsTheModelAndFreesTheWorker) {
 
 ServerOptions StallAndKeepalive() {
   ServerOptions options = TestServer::DefaultOptions();
-  options.model_overrides["synthetic"] = ModelOptions{ExecutorOptions{1, 4, 4}};
+  options.model_overrides["synthetic"] = ModelOptions{ExecutorOptions{1, 4, 4}, {}, {}};
   options.stream_buffer_chunks = 4;
   options.write_stall_timeout = absl::Milliseconds(500);
   options.keepalive_time = absl::Milliseconds(300);

@@ -123,7 +123,7 @@ ServerOptions FewSlots() {
   ServerOptions options = TestServer::DefaultOptions();
   // Two workers and four slots for eight client threads: calls queue, and
   // every cancel point meets a busy server.
-  options.model_overrides["synthetic"] = ModelOptions{ExecutorOptions{2, 4, 64}};
+  options.model_overrides["synthetic"] = ModelOptions{ExecutorOptions{2, 4, 64}, {}, {}};
   // The batched model likewise: four sequences at most, the rest queued.
   ModelOptions batched;
   batched.executor.queue_capacity = 64;

@@ -49,7 +49,7 @@ CliRun RunCli(const std::string& target, std::vector<std::string> args) {
 }
 
 TEST(BinariesTest, ExampleUserServerServesItsModelAndStopsOnSigterm) {
-  ServerProcess server("models/example/shout_server", {});
+  ServerProcess server("examples/shout_server", {});
   ASSERT_TRUE(server.WaitReady()) << server.process().Stderr();
   StreamResult result = server.client().PredictStream(
       MakeRequest("shout", "abc", {{"repeat", IntParam(2)}}), StreamOptions());
@@ -67,6 +67,36 @@ TEST(BinariesTest, ExampleUserServerServesItsModelAndStopsOnSigterm) {
   EXPECT_TRUE(WIFEXITED(*status)) << server.process().Stderr();
   EXPECT_EQ(WEXITSTATUS(*status), 0);
   EXPECT_THAT(server.process().Stderr(), HasSubstr("shutdown complete"));
+}
+
+TEST(BinariesTest, ExampleBatchedServerServesItsModelAndStopsOnSigterm) {
+  ServerProcess server("examples/countdown_server", {"--model_options=countdown:max_batch=4"});
+  ASSERT_TRUE(server.WaitReady()) << server.process().Stderr();
+  absl::StatusOr<v1::ListModelsResponse> models = server.client().ListModels();
+  ASSERT_TRUE(models.ok());
+  ASSERT_EQ(models->models_size(), 1);
+  EXPECT_EQ(models->models(0).max_batch(), 4u);  // the operator's, over the model's 16
+  StreamResult result = server.client().PredictStream(
+      MakeRequest("countdown", "", {{"from", IntParam(3)}}), StreamOptions());
+  ASSERT_TRUE(result.status.ok()) << result.status.error_message();
+  EXPECT_EQ(result.output, "3 2 1 liftoff!");
+  EXPECT_EQ(result.finish_reason, v1::FINISH_REASON_STOP);
+  absl::StatusOr<v1::PredictResponse> bad =
+      server.client().Predict(MakeRequest("countdown", "", {{"from", IntParam(0)}}));
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  server.process().Kill(SIGTERM);
+  absl::StatusOr<int> status = server.process().Wait(kWait);
+  ASSERT_TRUE(status.ok());
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << server.process().Stderr();
+}
+
+TEST(BinariesTest, BatchedModelRefusesGeneratorOptions) {
+  ServerProcess server("examples/countdown_server", {"--model_options=countdown:workers=4"});
+  absl::StatusOr<int> status = server.process().Wait(kWait);
+  ASSERT_TRUE(status.ok());
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) != 0);
+  EXPECT_THAT(server.process().Stderr(), HasSubstr("is batched"));
+  EXPECT_THAT(server.process().Stderr(), HasSubstr("workers"));
 }
 
 TEST(BinariesTest, StockServerServesTheBuiltinModels) {

@@ -1,7 +1,7 @@
 // An example of a user's own server binary: one model, registered and served
 // with sluice's server library. Build and run:
 //
-//   bazel run //models/example:shout_server -- --port=50052
+//   bazel run //examples:shout_server -- --port=50052
 //   bazel-bin/client/sluice_cli --target=127.0.0.1:50052 --model=shout
 //       --input="stop when nobody listens" --stream
 //

@@ -67,6 +67,18 @@ struct BenchConfig {
   absl::Duration abandon_arrival_spacing = absl::Milliseconds(10);
   bool abandon_reference = true;  // also run "the leavers' work goes on"
 
+  // Batching (batched_synthetic): what sharing steps buys, and what a
+  // caller leaving a batch costs the others.
+  int64_t batch_step_cost_us = 2000;    // once per step
+  int64_t batch_sequence_cost_us = 50;  // per sequence in the step
+  std::vector<int> batch_streams = {1, 8, 32, 64};
+  int batch_reps = 3;
+  absl::Duration batch_warmup = absl::Milliseconds(300);
+  absl::Duration batch_window = absl::Seconds(2);
+  int batch_abandon_rounds = 3;
+  int64_t batch_leave_after_min = 50;  // leavers cancel after a chunk drawn from [min, max]
+  int64_t batch_leave_after_max = 150;
+
   // Queue under overload.
   int queue_capacity = 64;
   int queue_rejected_calls = 200;
@@ -101,6 +113,9 @@ void RunScale(const BenchConfig& config, Report& report);
 // spends after a client's cancel, against a stream that ends normally.
 void RunServerProcessWaste(const BenchConfig& config, Report& report);
 void RunAbandonment(const BenchConfig& config, Report& report);
+
+// Continuous batching (sections_batch.cc).
+void RunBatching(const BenchConfig& config, Report& report);
 
 }  // namespace sluice::bench
 

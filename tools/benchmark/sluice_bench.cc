@@ -45,7 +45,7 @@ ABSL_FLAG(std::string, raw_server, "bazel-bin/tools/benchmark/raw_stream_server"
           "The raw gRPC baseline server.");
 ABSL_FLAG(std::vector<std::string>, sections,
           std::vector<std::string>({"waste", "throughput", "first_chunk", "scale", "abandon",
-                                    "queue"}),
+                                    "queue", "batch"}),
           "Sections to run, comma-separated.");
 ABSL_FLAG(uint64_t, seed, 1, "Seed for the random cancel points.");
 ABSL_FLAG(std::string, commit, "", "The source revision, for the results' heading.");
@@ -82,6 +82,10 @@ BenchConfig BenchConfig::Quick() {
   c.abandon_reference = false;
   c.queue_capacity = 32;
   c.queue_rejected_calls = 100;
+  c.batch_streams = {1, 8, 32};
+  c.batch_reps = 1;
+  c.batch_window = absl::Seconds(1);
+  c.batch_abandon_rounds = 1;
   return c;
 }
 
@@ -244,6 +248,10 @@ int Run() {
   if (wanted("queue")) {
     progress("queue under overload");
     RunQueue(config, report);
+  }
+  if (wanted("batch")) {
+    progress("continuous batching");
+    RunBatching(config, report);
   }
   progress("done");
 

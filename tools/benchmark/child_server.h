@@ -1,0 +1,74 @@
+#ifndef SLUICE_TOOLS_BENCHMARK_CHILD_SERVER_H_
+#define SLUICE_TOOLS_BENCHMARK_CHILD_SERVER_H_
+
+// ChildServer: a server the benchmark runs as a child process, started on a
+// free loopback port; its CPU and memory come from its own kernel accounting.
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "tools/proc_stats.h"
+#include "tools/subprocess.h"
+
+namespace sluice::bench {
+
+class ChildServer {
+ public:
+  // Start: runs `argv` plus --port=0 and --port_file, and waits until it
+  // listens; nullptr (and a message) if it does not.
+  static std::unique_ptr<ChildServer> Start(std::vector<std::string> argv,
+                                            const std::string& work_dir, const std::string& name) {
+    static int counter = 0;
+    const std::string port_file =
+        absl::StrCat(work_dir, "/", name, ".", getpid(), ".", counter++, ".port");
+    std::remove(port_file.c_str());
+    argv.push_back("--port=0");
+    argv.push_back("--port_file=" + port_file);
+    absl::StatusOr<std::unique_ptr<Subprocess>> process = Subprocess::Start(argv);
+    if (!process.ok()) {
+      std::fprintf(stderr, "cannot start %s: %s\n", argv[0].c_str(),
+                   process.status().ToString().c_str());
+      return nullptr;
+    }
+    absl::StatusOr<std::string> port = WaitForFile(port_file, **process, absl::Seconds(60));
+    std::remove(port_file.c_str());
+    if (!port.ok()) {
+      std::fprintf(stderr, "%s did not start: %s\n%s\n", argv[0].c_str(),
+                   port.status().ToString().c_str(), (*process)->Stderr().c_str());
+      return nullptr;
+    }
+    auto child = std::unique_ptr<ChildServer>(new ChildServer());
+    child->process_ = *std::move(process);
+    child->target_ = absl::StrCat("127.0.0.1:", absl::StripAsciiWhitespace(*port));
+    return child;
+  }
+
+  // Stop: SIGTERM, then waits; true if it exited 0.
+  bool Stop() {
+    process_->Kill(SIGTERM);
+    absl::StatusOr<int> status = process_->Wait(absl::Seconds(30));
+    return status.ok() && WIFEXITED(*status) && WEXITSTATUS(*status) == 0;
+  }
+
+  const std::string& target() const { return target_; }
+  pid_t pid() const { return process_->pid(); }
+  std::optional<ProcStats> stats() const { return ReadProcStats(pid()); }
+
+ private:
+  ChildServer() = default;
+  std::unique_ptr<Subprocess> process_;
+  std::string target_;
+};
+
+}  // namespace sluice::bench
+
+#endif  // SLUICE_TOOLS_BENCHMARK_CHILD_SERVER_H_

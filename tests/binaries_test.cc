@@ -30,24 +30,6 @@ using ::testing::HasSubstr;
 
 constexpr absl::Duration kWait = absl::Seconds(30);
 
-// RunCli: runs sluice_cli against `target`; its exit code, stdout and stderr.
-struct CliRun {
-  int exit_code = -1;
-  std::string out, err;
-};
-CliRun RunCli(const std::string& target, std::vector<std::string> args) {
-  std::vector<std::string> argv = {RunfilePath("client/sluice_cli"), "--target=" + target};
-  argv.insert(argv.end(), args.begin(), args.end());
-  CliRun run;
-  absl::StatusOr<std::unique_ptr<Subprocess>> cli = Subprocess::Start(argv);
-  if (!cli.ok()) return run;
-  absl::StatusOr<int> status = (*cli)->Wait(kWait);
-  if (status.ok() && WIFEXITED(*status)) run.exit_code = WEXITSTATUS(*status);
-  run.out = (*cli)->Stdout();
-  run.err = (*cli)->Stderr();
-  return run;
-}
-
 TEST(BinariesTest, ExampleUserServerServesItsModelAndStopsOnSigterm) {
   ServerProcess server("examples/shout_server", {});
   ASSERT_TRUE(server.WaitReady()) << server.process().Stderr();

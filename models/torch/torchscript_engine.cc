@@ -4,6 +4,7 @@
 #include "models/torch/torchscript_engine.h"
 
 #include <ATen/Parallel.h>
+#include <dlfcn.h>
 #include <sys/stat.h>
 #include <torch/script.h>
 
@@ -97,6 +98,20 @@ bool SameElements(const at::Tensor& a, const at::Tensor& b) {
                           a.strides() == b.strides() && a.scalar_type() == b.scalar_type());
 }
 
+// SetOpenBlasThreads: OpenBLAS (Debian's libtorch reaches it through the
+// libblas.so.3 alternative) runs a thread pool of its own, as large as the
+// machine, beside libtorch's: a matrix product would use it whatever
+// at::set_num_threads says. Sized to match, if OpenBLAS is the BLAS loaded.
+void SetOpenBlasThreads(int threads) {
+  void* openblas = dlopen("libopenblas.so.0", RTLD_NOW | RTLD_NOLOAD);
+  if (openblas == nullptr) return;  // another BLAS: nothing of OpenBLAS's to size
+  using SetThreads = void (*)(int);
+  if (auto set = reinterpret_cast<SetThreads>(dlsym(openblas, "openblas_set_num_threads"))) {
+    set(threads);
+  }
+  dlclose(openblas);  // drops the reference NOLOAD took; the library stays
+}
+
 // ConfigureThreads: libtorch's thread pools are process-wide and must be
 // sized before any work; the first engine does it.
 void ConfigureThreads(int intra_op_threads) {
@@ -104,7 +119,10 @@ void ConfigureThreads(int intra_op_threads) {
   static int configured = 0;
   std::call_once(once, [intra_op_threads] {
     configured = intra_op_threads;
-    if (intra_op_threads > 0) at::set_num_threads(intra_op_threads);
+    if (intra_op_threads > 0) {
+      at::set_num_threads(intra_op_threads);
+      SetOpenBlasThreads(intra_op_threads);
+    }
     // The contract's methods run one at a time on the model's loop thread;
     // nothing forks inter-op work. One thread, set before any could start.
     try {

@@ -72,6 +72,26 @@ TEST(BinariesTest, ExampleBatchedServerServesItsModelAndStopsOnSigterm) {
   EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << server.process().Stderr();
 }
 
+TEST(BinariesTest, ExampleTorchServerServesItsTorchScriptModel) {
+  ServerProcess server("examples/torch_server",
+                       {"--model_file=" + RunfilePath("models/torch/testdata/fixed_text.pt"),
+                        "--model_options=mylm:max_batch=4"});
+  ASSERT_TRUE(server.WaitReady()) << server.process().Stderr();
+  absl::StatusOr<v1::ListModelsResponse> models = server.client().ListModels();
+  ASSERT_TRUE(models.ok());
+  ASSERT_EQ(models->models_size(), 1);
+  EXPECT_EQ(models->models(0).name(), "mylm");
+  EXPECT_EQ(models->models(0).max_batch(), 4u);
+  // fixed_text.pt continues its one text whatever the prompt.
+  StreamResult result = server.client().PredictStream(
+      MakeRequest("mylm", "Once", {{"temperature", DoubleParam(0)}, {"max_tokens", IntParam(5)}}),
+      StreamOptions());
+  ASSERT_TRUE(result.status.ok()) << result.status.error_message();
+  EXPECT_EQ(result.output, " upon");
+  EXPECT_EQ(result.finish_reason, v1::FINISH_REASON_LENGTH);
+  server.StopAndLog();
+}
+
 TEST(BinariesTest, BatchedModelRefusesGeneratorOptions) {
   ServerProcess server("examples/countdown_server", {"--model_options=countdown:workers=4"});
   absl::StatusOr<int> status = server.process().Wait(kWait);

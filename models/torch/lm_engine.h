@@ -25,9 +25,14 @@ namespace sluice {
 
 // LmEngineOptions: how an engine runs.
 struct LmEngineOptions {
-  // intra_op_threads: libtorch's intra-op threads. Process-wide: the first
-  // engine loaded sets it (before any model work); 0 keeps libtorch's default.
+  // intra_op_threads: libtorch's intra-op threads, and OpenBLAS's if that is
+  // the BLAS loaded. Process-wide: the first engine loaded sets it (before
+  // any model work); 0 keeps the libraries' defaults.
   int intra_op_threads = 1;
+  // optimize: freeze the module and optimise it for inference at load (as
+  // torch.jit.freeze and torch.jit.optimize_for_inference do); a module that
+  // cannot be is served as loaded.
+  bool optimize = true;
 };
 
 // LmEngineInfo: what loading learned from the model; fixed afterwards.

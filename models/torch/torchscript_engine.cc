@@ -170,6 +170,10 @@ class TorchScriptEngine final : public LmEngine {
   // Validate: reads the model's constants and calls every method of the
   // contract once, checking what each returns.
   absl::Status Validate();
+  // Optimize: freezes the module (its parameters become constants) and lets
+  // libtorch optimise it for inference; keeps the module as loaded if that
+  // fails or the result fails Validate.
+  void Optimize();
   absl::StatusOr<c10::IValue> Call(const char* method, std::vector<c10::IValue> args,
                                    absl::string_view input_description);
   absl::StatusOr<int64_t> CallInt(const char* method);
@@ -229,7 +233,34 @@ absl::StatusOr<std::unique_ptr<LmEngine>> TorchScriptEngine::Load(const std::str
   }
   auto engine = std::unique_ptr<TorchScriptEngine>(new TorchScriptEngine(path, std::move(module)));
   if (absl::Status s = engine->Validate(); !s.ok()) return s;
+  if (options.optimize) engine->Optimize();
   return std::unique_ptr<LmEngine>(std::move(engine));
+}
+
+void TorchScriptEngine::Optimize() {
+  if (!module_.find_method("forward").has_value()) {
+    LOG(INFO) << "TorchScript model " << path_
+              << ": served as loaded (freezing it for inference needs a forward method)";
+    return;
+  }
+  torch::jit::Module loaded = module_;
+  try {
+    std::vector<std::string> methods;
+    for (const MethodSpec& m : kContract) methods.push_back(m.name);
+    torch::jit::Module frozen = torch::jit::freeze(module_, methods);
+    module_ = torch::jit::optimize_for_inference(frozen, {"prefill", "decode"});
+  } catch (const std::exception& e) {
+    LOG(WARNING) << "TorchScript model " << path_
+                 << ": cannot be frozen for inference; serving it as loaded: " << TorchMessage(e);
+    return;
+  }
+  // What is served is checked like what was loaded.
+  if (absl::Status s = Validate(); !s.ok()) {
+    LOG(WARNING) << "TorchScript model " << path_
+                 << ": frozen for inference, it fails the contract; serving it as loaded: " << s;
+    module_ = std::move(loaded);
+    if (absl::Status again = Validate(); !again.ok()) LOG(ERROR) << again;
+  }
 }
 
 absl::StatusOr<c10::IValue> TorchScriptEngine::Call(const char* method,

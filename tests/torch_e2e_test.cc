@@ -123,8 +123,9 @@ TEST(TorchServerTest, CancelFromTheCliFreesTheSequenceWithoutFurtherSteps) {
   const int port = MetricsPort(server);
   ASSERT_GT(port, 0) << server.process().Stderr();
   const CliRun run =
-      RunCli(server.target(), {"--model=tinylm", "--input=The river", "--param=max_tokens=240",
-                               "--stream", "--cancel_after_chunks=5", "--request_id=leaver"});
+      RunCli(server.target(),
+             {"--model=tinylm", "--input=The river", "--param=max_tokens=240", "--param=seed=5",
+              "--stream", "--cancel_after_chunks=5", "--request_id=leaver"});
   EXPECT_EQ(run.exit_code, 1);
   EXPECT_THAT(run.err, AllOf(HasSubstr("status=CANCELLED"), HasSubstr("cancelled_by=client")));
   // Released (its cache with it), and computed in no step after the one in
@@ -152,8 +153,10 @@ TEST(TorchServerTest, StateBytesShowTheCacheOfAnOpenStream) {
   {
     // Reads one chunk and then nothing: the sequence holds its cache,
     // generating into the stream's buffer and then sitting out.
-    OpenStream stream(server.client().stub(),
-                      MakeRequest("tinylm", "The mill", {{"max_tokens", IntParam(200)}}));
+    // Greedy: the same text every time, which does not end within the buffer.
+    OpenStream stream(server.client().stub(), MakeRequest("tinylm", "The mill",
+                                                          {{"max_tokens", IntParam(200)},
+                                                           {"temperature", DoubleParam(0)}}));
     ASSERT_TRUE(stream.ReadChunks(1));
     const MetricsPage held =
         ScrapeUntil(port, "sluice_batch_sequences{model=\"tinylm\"}", 1, kWait);

@@ -59,7 +59,7 @@ class TorchPythonClientTest(unittest.TestCase):
 
     def test_cancel_mid_stream_stops_the_sequence(self):
         request_id = f"torch-{uuid.uuid4().hex}"
-        result = self.client.stream("tinylm", "The mill", {"max_tokens": 240},
+        result = self.client.stream("tinylm", "The mill", {"max_tokens": 240, "seed": 5},
                                     request_id=request_id, cancel_after_chunks=3,
                                     deadline_s=sluice_testing.WAIT_S)
         self.assertEqual(result.code.name, "CANCELLED", result)

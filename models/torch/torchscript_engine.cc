@@ -85,10 +85,18 @@ std::string TorchMessage(const std::exception& e) {
   return e.what();
 }
 
-// CopyLogits: row `row` of `logits` ([B, V], any floating dtype) to `out`.
-void CopyLogits(const at::Tensor& logits_double, int64_t row, absl::Span<double> out) {
-  const double* data = logits_double.data_ptr<double>() + row * logits_double.size(1);
-  std::copy(data, data + out.size(), out.begin());
+// CopyLogits: row `row` of `logits` ([B, V], a floating dtype) to `out`;
+// float32 and float64 are read where they lie, others converted first.
+void CopyLogits(const at::Tensor& logits, int64_t row, absl::Span<double> out) {
+  if (logits.scalar_type() == at::kFloat) {
+    const auto rows = logits.accessor<float, 2>();
+    for (size_t i = 0; i < out.size(); ++i) out[i] = rows[row][static_cast<int64_t>(i)];
+  } else if (logits.scalar_type() == at::kDouble) {
+    const auto rows = logits.accessor<double, 2>();
+    for (size_t i = 0; i < out.size(); ++i) out[i] = rows[row][static_cast<int64_t>(i)];
+  } else {
+    CopyLogits(logits.select(0, row).unsqueeze(0).to(at::kDouble), 0, out);
+  }
 }
 
 // Whether `a` and `b` are the same elements (so copying one to the other is
@@ -474,7 +482,7 @@ absl::Status TorchScriptEngine::Prefill(Cache& cache, absl::Span<const int64_t> 
     absl::StatusOr<std::pair<at::Tensor, at::Tensor>> checked = CheckStep("prefill", out, 1, row);
     if (!checked.ok()) return checked.status();
     if (!SameElements(checked->second, row)) row.copy_(checked->second);
-    CopyLogits(checked->first.to(at::kDouble).contiguous(), 0, logits);
+    CopyLogits(checked->first, 0, logits);
   } catch (const std::exception& e) {
     return absl::InternalError(absl::StrCat("prefill of ", n, " tokens at position ", start,
                                             " failed: ", TorchMessage(e)));
@@ -532,7 +540,7 @@ absl::Status TorchScriptEngine::Decode(absl::Span<Cache* const> caches,
         CheckStep("decode", out, batch, cache);
     if (!checked.ok()) return checked.status();
     if (!SameElements(checked->second, cache)) cache.copy_(checked->second);
-    const at::Tensor all = checked->first.to(at::kDouble).contiguous();
+    const at::Tensor& all = checked->first;
     const auto vocab = static_cast<size_t>(info_.vocab_size);
     for (int64_t i = 0; i < batch; ++i) {
       CopyLogits(all, static_cast<Slot*>(caches[i])->row,

@@ -45,7 +45,15 @@ size_t OutputText::HeldBack() const {
       }
     }
   }
-  return std::max(held, Utf8IncompleteTail(pending_));
+  held = std::max(held, Utf8IncompleteTail(pending_));
+  // What goes out must not end inside a character either (a stop string may
+  // begin with a continuation byte).
+  absl::string_view sent(pending_.data(), pending_.size() - held);
+  while (size_t tail = Utf8IncompleteTail(sent)) {
+    held += tail;
+    sent.remove_suffix(tail);
+  }
+  return held;
 }
 
 std::string OutputText::Append(absl::string_view bytes) {

@@ -90,6 +90,16 @@ TEST(OutputTextTest, StopStringMayEndInsideTheHeldBytes) {
   EXPECT_TRUE(out.stopped());
 }
 
+TEST(OutputTextTest, HeldStartOfAStopStringDoesNotSplitACharacter) {
+  // "\xA9" (the end of "é") may begin the stop string "\xA9!": it is held,
+  // and so is the "\xC3" before it, so that "é" is not cut in two.
+  OutputText out({"\xA9!"});
+  EXPECT_EQ(Feed(out, "a\xC3\xA9"), (std::vector<std::string>{"a", "", ""}));
+  EXPECT_EQ(out.Append("b"),
+            "\xC3\xA9"
+            "b");
+}
+
 TEST(OutputTextTest, IncompleteTail) {
   EXPECT_EQ(Utf8IncompleteTail(""), 0u);
   EXPECT_EQ(Utf8IncompleteTail("abc"), 0u);

@@ -1,11 +1,11 @@
 #include "service/server_main.h"
 
-#include <errno.h>
-#include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <string.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <fstream>
 #include <limits>
@@ -91,27 +91,17 @@ ABSL_FLAG(int, vlog, 0, "Verbose logging level: 1 logs every ended call.");
 namespace sluice {
 namespace {
 
-// The write end of the pipe that shutdown signals are written to.
-int g_signal_pipe = -1;
+// The thread that waits for the shutdown signals (in sigwait); set before
+// ForwardShutdownSignal is installed.
+std::atomic<pthread_t> g_signal_thread{};
 
-// OnShutdownSignal: the handler of SIGINT and SIGTERM, on whichever thread
-// the kernel picked: it only writes the signal's number to the pipe.
-extern "C" void OnShutdownSignal(int sig) {
-  const int saved_errno = errno;
-  const auto byte = static_cast<unsigned char>(sig);
-  if (write(g_signal_pipe, &byte, 1) < 0) {
-    // Nothing to do in a signal handler; the pipe has room for many.
-  }
-  errno = saved_errno;
-}
-
-// ReadSignal: the next shutdown signal's number, once one has arrived.
-int ReadSignal(int fd) {
-  unsigned char byte = 0;
-  while (read(fd, &byte, 1) != 1) {
-  }
-  return byte;
-}
+// ForwardShutdownSignal: the handler of SIGINT and SIGTERM. It runs only on a
+// thread that does not block them: every thread sluice starts inherits the
+// mask ServerMain sets first, so that is a thread a library started before
+// main (OpenBLAS starts its pool from a constructor), where the default
+// action would kill the process. It passes the signal on to the signal
+// thread, whose sigwait takes it.
+extern "C" void ForwardShutdownSignal(int sig) { pthread_kill(g_signal_thread.load(), sig); }
 
 absl::Status WritePortFile(const std::string& path, int port) {
   const std::string tmp = path + ".tmp";
@@ -253,23 +243,9 @@ absl::StatusOr<ServerOptions> ServerOptionsFromFlags() {
 
 int ServerMain(int argc, char** argv,
                const std::function<absl::Status(ModelRegistry*)>& register_models) {
-  // Shutdown signals: a handler writes each to a pipe that the signal thread
-  // below reads. The mask set here, before sluice starts any thread, is
-  // inherited by every thread it starts, so the signals reach the signal
-  // thread (which unblocks them), or a thread a library started before main
-  // (OpenBLAS starts its pool then): the handler forwards them from there.
-  int signal_pipe[2];
-  if (pipe2(signal_pipe, O_CLOEXEC) != 0) {
-    std::perror("pipe2");
-    return 1;
-  }
-  g_signal_pipe = signal_pipe[1];
-  struct sigaction action = {};
-  action.sa_handler = OnShutdownSignal;
-  action.sa_flags = SA_RESTART;
-  sigemptyset(&action.sa_mask);
-  sigaction(SIGINT, &action, nullptr);
-  sigaction(SIGTERM, &action, nullptr);
+  // Block the shutdown signals before any thread starts, so that every
+  // thread inherits the mask and only the signal thread below receives them
+  // (but for threads started before main: see ForwardShutdownSignal).
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
@@ -317,16 +293,23 @@ int ServerMain(int argc, char** argv,
   }
 
   Server* raw = server->get();
-  std::thread([raw, signals, fd = signal_pipe[0]] {
-    pthread_sigmask(SIG_UNBLOCK, &signals, nullptr);
-    int sig = ReadSignal(fd);
+  std::thread signal_thread([raw, signals] {
+    int sig = 0;
+    sigwait(&signals, &sig);
     LOG(INFO) << "received " << strsignal(sig) << "; draining (send it again to exit at once)";
     std::thread([raw] { raw->Shutdown(); }).detach();
-    sig = ReadSignal(fd);
+    sigwait(&signals, &sig);
     LOG(WARNING) << "received " << strsignal(sig) << " again; exiting without draining";
     google::FlushLogFiles(google::GLOG_INFO);
     _exit(1);
-  }).detach();
+  });
+  g_signal_thread.store(signal_thread.native_handle());
+  struct sigaction forward = {};
+  forward.sa_handler = ForwardShutdownSignal;
+  sigemptyset(&forward.sa_mask);
+  sigaction(SIGINT, &forward, nullptr);
+  sigaction(SIGTERM, &forward, nullptr);
+  signal_thread.detach();  // it never returns: it exits the process, or waits to the end
 
   (*server)->Wait();
   const bool clean = (*server)->Shutdown();  // returns the finished shutdown's result

@@ -54,7 +54,7 @@ class LmEngine {
  public:
   // Cache: one sequence's state in the model (its KV cache, or recurrent
   // state). Destroying it frees it: its bytes leave live_cache_bytes() at
-  // once, and the memory is returned no later than the engine's next call.
+  // once. Every cache is destroyed before its engine.
   class Cache {
    public:
     virtual ~Cache() = default;

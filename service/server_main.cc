@@ -1,9 +1,11 @@
 #include "service/server_main.h"
 
+#include <pthread.h>
 #include <signal.h>
 #include <string.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <fstream>
 #include <limits>
@@ -88,6 +90,18 @@ ABSL_FLAG(int, vlog, 0, "Verbose logging level: 1 logs every ended call.");
 
 namespace sluice {
 namespace {
+
+// The thread that waits for the shutdown signals (in sigwait); set before
+// ForwardShutdownSignal is installed.
+std::atomic<pthread_t> g_signal_thread{};
+
+// ForwardShutdownSignal: the handler of SIGINT and SIGTERM. It runs only on a
+// thread that does not block them: every thread sluice starts inherits the
+// mask ServerMain sets first, so that is a thread a library started before
+// main (OpenBLAS starts its pool from a constructor), where the default
+// action would kill the process. It passes the signal on to the signal
+// thread, whose sigwait takes it.
+extern "C" void ForwardShutdownSignal(int sig) { pthread_kill(g_signal_thread.load(), sig); }
 
 absl::Status WritePortFile(const std::string& path, int port) {
   const std::string tmp = path + ".tmp";
@@ -230,7 +244,8 @@ absl::StatusOr<ServerOptions> ServerOptionsFromFlags() {
 int ServerMain(int argc, char** argv,
                const std::function<absl::Status(ModelRegistry*)>& register_models) {
   // Block the shutdown signals before any thread starts, so that every
-  // thread inherits the mask and only the signal thread below receives them.
+  // thread inherits the mask and only the signal thread below receives them
+  // (but for threads started before main: see ForwardShutdownSignal).
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
@@ -278,7 +293,7 @@ int ServerMain(int argc, char** argv,
   }
 
   Server* raw = server->get();
-  std::thread([raw, signals] {
+  std::thread signal_thread([raw, signals] {
     int sig = 0;
     sigwait(&signals, &sig);
     LOG(INFO) << "received " << strsignal(sig) << "; draining (send it again to exit at once)";
@@ -287,7 +302,14 @@ int ServerMain(int argc, char** argv,
     LOG(WARNING) << "received " << strsignal(sig) << " again; exiting without draining";
     google::FlushLogFiles(google::GLOG_INFO);
     _exit(1);
-  }).detach();
+  });
+  g_signal_thread.store(signal_thread.native_handle());
+  struct sigaction forward = {};
+  forward.sa_handler = ForwardShutdownSignal;
+  sigemptyset(&forward.sa_mask);
+  sigaction(SIGINT, &forward, nullptr);
+  sigaction(SIGTERM, &forward, nullptr);
+  signal_thread.detach();  // it never returns: it exits the process, or waits to the end
 
   (*server)->Wait();
   const bool clean = (*server)->Shutdown();  // returns the finished shutdown's result

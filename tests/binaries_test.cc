@@ -30,24 +30,6 @@ using ::testing::HasSubstr;
 
 constexpr absl::Duration kWait = absl::Seconds(30);
 
-// RunCli: runs sluice_cli against `target`; its exit code, stdout and stderr.
-struct CliRun {
-  int exit_code = -1;
-  std::string out, err;
-};
-CliRun RunCli(const std::string& target, std::vector<std::string> args) {
-  std::vector<std::string> argv = {RunfilePath("client/sluice_cli"), "--target=" + target};
-  argv.insert(argv.end(), args.begin(), args.end());
-  CliRun run;
-  absl::StatusOr<std::unique_ptr<Subprocess>> cli = Subprocess::Start(argv);
-  if (!cli.ok()) return run;
-  absl::StatusOr<int> status = (*cli)->Wait(kWait);
-  if (status.ok() && WIFEXITED(*status)) run.exit_code = WEXITSTATUS(*status);
-  run.out = (*cli)->Stdout();
-  run.err = (*cli)->Stderr();
-  return run;
-}
-
 TEST(BinariesTest, ExampleUserServerServesItsModelAndStopsOnSigterm) {
   ServerProcess server("examples/shout_server", {});
   ASSERT_TRUE(server.WaitReady()) << server.process().Stderr();
@@ -88,6 +70,26 @@ TEST(BinariesTest, ExampleBatchedServerServesItsModelAndStopsOnSigterm) {
   absl::StatusOr<int> status = server.process().Wait(kWait);
   ASSERT_TRUE(status.ok());
   EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << server.process().Stderr();
+}
+
+TEST(BinariesTest, ExampleTorchServerServesItsTorchScriptModel) {
+  ServerProcess server("examples/torch_server",
+                       {"--model_file=" + RunfilePath("models/torch/testdata/fixed_text.pt"),
+                        "--model_options=mylm:max_batch=4"});
+  ASSERT_TRUE(server.WaitReady()) << server.process().Stderr();
+  absl::StatusOr<v1::ListModelsResponse> models = server.client().ListModels();
+  ASSERT_TRUE(models.ok());
+  ASSERT_EQ(models->models_size(), 1);
+  EXPECT_EQ(models->models(0).name(), "mylm");
+  EXPECT_EQ(models->models(0).max_batch(), 4u);
+  // fixed_text.pt continues its one text whatever the prompt.
+  StreamResult result = server.client().PredictStream(
+      MakeRequest("mylm", "Once", {{"temperature", DoubleParam(0)}, {"max_tokens", IntParam(5)}}),
+      StreamOptions());
+  ASSERT_TRUE(result.status.ok()) << result.status.error_message();
+  EXPECT_EQ(result.output, " upon");
+  EXPECT_EQ(result.finish_reason, v1::FINISH_REASON_LENGTH);
+  server.StopAndLog();
 }
 
 TEST(BinariesTest, BatchedModelRefusesGeneratorOptions) {

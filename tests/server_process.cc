@@ -48,4 +48,17 @@ std::vector<std::string> ServerProcess::StopAndLog() {
   return absl::StrSplit(process_->Stderr(), '\n', absl::SkipEmpty());
 }
 
+CliRun RunCli(const std::string& target, std::vector<std::string> args) {
+  std::vector<std::string> argv = {RunfilePath("client/sluice_cli"), "--target=" + target};
+  argv.insert(argv.end(), args.begin(), args.end());
+  CliRun run;
+  absl::StatusOr<std::unique_ptr<Subprocess>> cli = Subprocess::Start(argv);
+  if (!cli.ok()) return run;
+  absl::StatusOr<int> status = (*cli)->Wait(kWait);
+  if (status.ok() && WIFEXITED(*status)) run.exit_code = WEXITSTATUS(*status);
+  run.out = (*cli)->Stdout();
+  run.err = (*cli)->Stderr();
+  return run;
+}
+
 }  // namespace sluice::testing

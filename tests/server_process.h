@@ -39,6 +39,17 @@ class ServerProcess {
   std::unique_ptr<SluiceClient> client_;
 };
 
+// CliRun: how a run of sluice_cli ended: its exit code (-1 if it did not
+// exit), stdout and stderr.
+struct CliRun {
+  int exit_code = -1;
+  std::string out, err;
+};
+
+// RunCli: runs sluice_cli (a data dependency: //client:sluice_cli) against
+// `target` with `args`, and waits for it to exit.
+CliRun RunCli(const std::string& target, std::vector<std::string> args);
+
 }  // namespace sluice::testing
 
 #endif  // SLUICE_TESTS_SERVER_PROCESS_H_

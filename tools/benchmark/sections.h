@@ -21,6 +21,8 @@ struct BenchConfig {
   uint64_t seed = 1;
   std::string sluice_server;  // path to //service:sluice_server
   std::string raw_server;     // path to //tools/benchmark:raw_stream_server
+  std::string tinylm;         // models/tinylm/tinylm.pt (the torch section)
+  std::string torch_peer;     // tools/benchmark/torch_peer.py (the torch section's peer)
   std::string work_dir;       // port files
   // Extra flags for the sluice server of the throughput and first-chunk
   // sections (the defaults are measured when empty).
@@ -116,6 +118,9 @@ void RunAbandonment(const BenchConfig& config, Report& report);
 
 // Continuous batching (sections_batch.cc).
 void RunBatching(const BenchConfig& config, Report& report);
+
+// A TorchScript language model, tinylm (sections_torch.cc).
+void RunTorch(const BenchConfig& config, Report& report);
 
 }  // namespace sluice::bench
 

@@ -45,8 +45,11 @@ ABSL_FLAG(std::string, raw_server, "bazel-bin/tools/benchmark/raw_stream_server"
           "The raw gRPC baseline server.");
 ABSL_FLAG(std::vector<std::string>, sections,
           std::vector<std::string>({"waste", "throughput", "first_chunk", "scale", "abandon",
-                                    "queue", "batch"}),
+                                    "queue", "batch", "torch"}),
           "Sections to run, comma-separated.");
+ABSL_FLAG(std::string, tinylm, "models/tinylm/tinylm.pt", "tinylm, for the torch section.");
+ABSL_FLAG(std::string, torch_peer, "tools/benchmark/torch_peer.py",
+          "The torch section's peer: a Python loop over the same TorchScript file.");
 ABSL_FLAG(uint64_t, seed, 1, "Seed for the random cancel points.");
 ABSL_FLAG(std::string, commit, "", "The source revision, for the results' heading.");
 ABSL_FLAG(std::string, throughput_only, "",
@@ -198,6 +201,8 @@ int Run() {
   config.seed = absl::GetFlag(FLAGS_seed);
   config.sluice_server = absl::GetFlag(FLAGS_sluice_server);
   config.raw_server = absl::GetFlag(FLAGS_raw_server);
+  config.tinylm = absl::GetFlag(FLAGS_tinylm);
+  config.torch_peer = absl::GetFlag(FLAGS_torch_peer);
   config.throughput_only = absl::GetFlag(FLAGS_throughput_only);
   config.throughput_server_args =
       absl::StrSplit(absl::GetFlag(FLAGS_throughput_server_args), ' ', absl::SkipWhitespace());
@@ -252,6 +257,10 @@ int Run() {
   if (wanted("batch")) {
     progress("continuous batching");
     RunBatching(config, report);
+  }
+  if (wanted("torch")) {
+    progress("TorchScript: tinylm");
+    RunTorch(config, report);
   }
   progress("done");
 

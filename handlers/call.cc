@@ -266,7 +266,7 @@ void Call::Apply(AfterUnlock& after) {
   // The driver first: freeing the model's resources is the point of stopping.
   if (after.stop_driver && driver_ != nullptr) driver_->StopTask(*task_);
   if (after.budget_release > 0) options_.output_budget->Remove(after.budget_release);
-  if (after.write != nullptr) StartWriteUnlocked(*after.write);
+  if (after.write != nullptr) StartWriteUnlocked(*after.write, after.write_buffer_hint);
   if (after.try_cancel) {
     // Finish is held back until TryCancel returns, so the RPC (and its
     // context) cannot complete underneath it.
@@ -277,7 +277,7 @@ void Call::Apply(AfterUnlock& after) {
       hold_finish_ = false;
       PumpLocked(pumped);
     }
-    if (pumped.write != nullptr) StartWriteUnlocked(*pumped.write);
+    if (pumped.write != nullptr) StartWriteUnlocked(*pumped.write, pumped.write_buffer_hint);
     if (pumped.finish.has_value()) after.finish = std::move(pumped.finish);
   }
   if (after.resume_driver && driver_ != nullptr) driver_->ResumeTask(*task_);
@@ -356,6 +356,9 @@ void StreamCall::PumpLocked(AfterUnlock& after) {
     write_in_flight_ = true;
     write_started_at_ = absl::Now();
     after.write = &pending_.front();
+    // Whatever waits behind it is written from its OnWriteDone: the
+    // transport may hold this one back until the last of them.
+    after.write_buffer_hint = pending_.size() > 1;
     return;
   }
   if (finish_status_.has_value() && !hold_finish_) {

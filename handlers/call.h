@@ -214,6 +214,10 @@ class Call : public std::enable_shared_from_this<Call> {
     // stream's buffer and a write is already marked outstanding, so nothing
     // else writes, finishes or frees it in the meantime.
     const v1::PredictChunk* write = nullptr;
+    // write_buffer_hint: more messages wait behind `write` (see
+    // StreamSink::StartWrite): they leave in one transport write, the last
+    // one flushing.
+    bool write_buffer_hint = false;
     // finish: the status to finish the RPC with, once mu_ is released and
     // everything else here is done (last: once Finish is called the RPC may
     // complete and the sink go away). finish_called_ is already set.
@@ -244,7 +248,7 @@ class Call : public std::enable_shared_from_this<Call> {
   virtual void ArmStallCheckLocked(AfterUnlock& after) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {}
   // StartWriteUnlocked / FinishUnlocked: hand the RPC its next message or
   // its status (see AfterUnlock::write and ::finish).
-  virtual void StartWriteUnlocked(const v1::PredictChunk& chunk) {}
+  virtual void StartWriteUnlocked(const v1::PredictChunk& chunk, bool buffer_hint) {}
   virtual void FinishUnlocked(const absl::Status& status) = 0;
   virtual CallSink* sink() const = 0;
   // CheckStallUnlocked: the stall timer fired (streams).
@@ -319,7 +323,9 @@ class Call : public std::enable_shared_from_this<Call> {
 
 // StreamCall: a PredictStream call. Chunks go through a small bounded buffer
 // to the client, one write at a time; the last message carries the finish
-// reason and usage.
+// reason and usage. A message written while others wait behind it carries
+// the buffer hint, so that the chunks a model made ahead of its client leave
+// in one transport write (one system call) instead of one each.
 class StreamCall final : public Call, public BudgetWaiter {
  public:
   // `sink` must stay valid until the call finishes the RPC through it.
@@ -354,7 +360,9 @@ class StreamCall final : public Call, public BudgetWaiter {
   // Finish.
   void PumpLocked(AfterUnlock& after) override ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ArmStallCheckLocked(AfterUnlock& after) override ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void StartWriteUnlocked(const v1::PredictChunk& chunk) override { sink_->StartWrite(&chunk); }
+  void StartWriteUnlocked(const v1::PredictChunk& chunk, bool buffer_hint) override {
+    sink_->StartWrite(&chunk, buffer_hint);
+  }
   void FinishUnlocked(const absl::Status& status) override { sink_->Finish(status); }
   CallSink* sink() const override { return sink_; }
   void CheckStallUnlocked() override { CheckStall(); }

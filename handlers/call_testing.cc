@@ -34,11 +34,12 @@ void FakeStreamSink::TryCancel() {
   cv_.SignalAll();
 }
 
-void FakeStreamSink::StartWrite(const v1::PredictChunk* chunk) {
+void FakeStreamSink::StartWrite(const v1::PredictChunk* chunk, bool buffer_hint) {
   MutexLock lock(&mu_);
   EXPECT_FALSE(outstanding_) << "two writes outstanding";
   EXPECT_FALSE(finish_.has_value()) << "write after Finish";
   written_.push_back(*chunk);
+  buffer_hints_.push_back(buffer_hint);
   outstanding_ = true;
   cv_.SignalAll();
 }
@@ -97,6 +98,10 @@ bool FakeStreamSink::WaitForFinish(absl::Duration timeout) {
 std::vector<v1::PredictChunk> FakeStreamSink::written() const {
   MutexLock lock(&mu_);
   return written_;
+}
+std::vector<bool> FakeStreamSink::buffer_hints() const {
+  MutexLock lock(&mu_);
+  return buffer_hints_;
 }
 bool FakeStreamSink::write_outstanding() const {
   MutexLock lock(&mu_);

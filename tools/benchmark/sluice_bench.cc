@@ -37,6 +37,7 @@
 #include "tools/benchmark/bench_stats.h"
 #include "tools/benchmark/report.h"
 #include "tools/benchmark/sections.h"
+#include "tools/subprocess.h"
 
 ABSL_FLAG(bool, quick, false, "Smaller sections: about a minute instead of several.");
 ABSL_FLAG(std::string, out, "", "Directory for the results (default benchmarks, or .bench/quick).");
@@ -44,8 +45,8 @@ ABSL_FLAG(std::string, sluice_server, "bazel-bin/service/sluice_server", "The st
 ABSL_FLAG(std::string, raw_server, "bazel-bin/tools/benchmark/raw_stream_server",
           "The raw gRPC baseline server.");
 ABSL_FLAG(std::vector<std::string>, sections,
-          std::vector<std::string>({"waste", "throughput", "first_chunk", "scale", "abandon",
-                                    "queue", "batch"}),
+          std::vector<std::string>({"waste", "throughput", "cost", "first_chunk", "scale",
+                                    "abandon", "queue", "batch"}),
           "Sections to run, comma-separated.");
 ABSL_FLAG(uint64_t, seed, 1, "Seed for the random cancel points.");
 ABSL_FLAG(std::string, commit, "", "The source revision, for the results' heading.");
@@ -71,10 +72,14 @@ BenchConfig BenchConfig::Quick() {
   c.concurrent_rounds = 1;
   c.throughput_reps = 2;
   c.throughput_window = absl::Seconds(1);
+  c.cost_tokens_1 = 5000;
+  c.cost_tokens_64 = 100;
   c.ttfc_serial_calls = 100;
   c.ttfc_rounds_100 = 2;
   c.ttfc_rounds_1000 = 1;
-  c.scale_streams = 2000;
+  c.paced_streams = 2000;
+  c.scale_streams = 5000;
+  c.scale_channels = 20;
   c.scale_hold = absl::Seconds(2);
   c.abandon_reps = 1;
   c.abandon_stayers = 16;
@@ -214,6 +219,9 @@ int Run() {
       return 2;
     }
   }
+  // The scale section opens many connections, in this process and in the
+  // servers it starts (which inherit the limit).
+  RaiseOpenFileLimit();
   const std::vector<std::string> sections = absl::GetFlag(FLAGS_sections);
   auto wanted = [&](const std::string& name) {
     return std::find(sections.begin(), sections.end(), name) != sections.end();
@@ -236,6 +244,10 @@ int Run() {
   if (wanted("throughput") || wanted("first_chunk")) {
     progress("throughput and time to first chunk");
     RunThroughputAndFirstChunk(config, wanted("throughput"), wanted("first_chunk"), report, plot);
+  }
+  if (wanted("cost")) {
+    progress("cost per message (instructions, syscalls, context switches)");
+    RunCost(config, report);
   }
   if (wanted("scale")) {
     progress("scale");

@@ -5,7 +5,7 @@
 //
 //   bazel build -c opt //tools/load:sluice_load //service:sluice_server
 //   bazel-bin/tools/load/sluice_load --server=bazel-bin/service/sluice_server
-//       --streams=10000 --channels=100 --param token_interval_us=1000000
+//       --streams=50000 --param token_interval_us=1000000
 //
 // Every phase is bounded in time; the tool exits non-zero if a stream was not
 // served, not cancellable, or the server misbehaved.
@@ -41,7 +41,9 @@ ABSL_FLAG(std::string, server_args, "",
           "Extra flags for the started server, space-separated. By default it is given enough "
           "max_active and queue for --streams.");
 ABSL_FLAG(int, streams, 1000, "Concurrent streams to open.");
-ABSL_FLAG(int, channels, 10, "Client connections to spread the streams over.");
+ABSL_FLAG(int, channels, 0,
+          "Client connections to spread the streams over; 0: enough for at most 500 streams "
+          "per connection, half the server's default --max_concurrent_streams.");
 ABSL_FLAG(std::string, model, "synthetic", "Model to call.");
 ABSL_FLAG(std::vector<std::string>, param, {},
           "Model parameter name=value (repeatable). Default for synthetic: a slow stream, "
@@ -77,6 +79,15 @@ void ReportServer(pid_t pid, const std::string& when) {
 
 int Run(std::vector<std::string> params) {
   const int streams = absl::GetFlag(FLAGS_streams);
+  int channels = absl::GetFlag(FLAGS_channels);
+  if (channels <= 0) channels = std::max(1, (streams + 499) / 500);
+  // Connections need descriptors, here and in the server (which inherits the limit).
+  const int64_t open_files = RaiseOpenFileLimit();
+  if (open_files >= 0 && open_files < channels + 64) {
+    std::fprintf(stderr, "open file limit %ld is too low for %d connections\n",
+                 static_cast<long>(open_files), channels);
+    return 2;
+  }
   std::string target = absl::GetFlag(FLAGS_target);
   std::unique_ptr<Subprocess> server;
   pid_t server_pid = 0;
@@ -88,8 +99,7 @@ int Run(std::vector<std::string> params) {
                                      "--port_file=" + dir + "/port",
                                      "--metrics_port=0",
                                      absl::StrCat("--max_active=", streams + 16),
-                                     absl::StrCat("--queue_capacity=", streams + 16),
-                                     absl::StrCat("--max_concurrent_streams=", streams)};
+                                     absl::StrCat("--queue_capacity=", streams + 16)};
     for (absl::string_view a :
          absl::StrSplit(absl::GetFlag(FLAGS_server_args), ' ', absl::SkipWhitespace())) {
       argv.emplace_back(a);
@@ -117,7 +127,7 @@ int Run(std::vector<std::string> params) {
   LoadOptions options;
   options.target = target;
   options.streams = streams;
-  options.channels = absl::GetFlag(FLAGS_channels);
+  options.channels = channels;
   options.request.set_model(absl::GetFlag(FLAGS_model));
   options.request.set_request_id("load-");
   if (params.empty() && options.request.model() == "synthetic") {
@@ -160,6 +170,7 @@ int Run(std::vector<std::string> params) {
   const std::optional<ProcStats> before_hold =
       server_pid ? ReadProcStats(server_pid) : std::nullopt;
   load.MarkChunks();
+  const std::optional<ProcStats> client_hold_start = ReadProcStats(getpid());
   const absl::Time hold_start = absl::Now();
   const int served =
       load.WaitForChunksSinceMark(hold_start + absl::Milliseconds(absl::GetFlag(FLAGS_hold_ms)));
@@ -179,6 +190,11 @@ int Run(std::vector<std::string> params) {
   if (const std::optional<ProcStats> c = ReadProcStats(getpid())) {
     Report("client RSS", FormatMib(c->rss_bytes - (client_before ? client_before->rss_bytes : 0)) +
                              " for the streams");
+    if (client_hold_start) {
+      Report("client CPU while they are served",
+             absl::StrFormat("%.0f%% of one core",
+                             100 * absl::FDivDuration(c->cpu - client_hold_start->cpu, held)));
+    }
   }
 
   // Cancel every stream; each must end at once, as CANCELLED.

@@ -51,6 +51,9 @@ ABSL_FLAG(std::vector<std::string>, param, {},
 ABSL_FLAG(int, hold_ms, 5000,
           "Once every stream has its first chunk, keep them open this long and check that "
           "each receives another chunk (is still served).");
+ABSL_FLAG(int, min_hold_ms, 0,
+          "Keep the streams open at least this long after they are all open, and measure the "
+          "CPU over the whole hold (a steady window, e.g. for a profiler).");
 ABSL_FLAG(int, open_timeout_ms, 180000, "Give up if the streams are not all open by then.");
 
 namespace sluice {
@@ -170,21 +173,28 @@ int Run(std::vector<std::string> params) {
   const std::optional<ProcStats> before_hold =
       server_pid ? ReadProcStats(server_pid) : std::nullopt;
   load.MarkChunks();
+  const int64_t chunks_at_hold = load.counts().chunks;
   const std::optional<ProcStats> client_hold_start = ReadProcStats(getpid());
   const absl::Time hold_start = absl::Now();
   const int served =
       load.WaitForChunksSinceMark(hold_start + absl::Milliseconds(absl::GetFlag(FLAGS_hold_ms)));
-  const absl::Duration held = absl::Now() - hold_start;
   Report("streams served again while all open",
-         absl::StrCat(served, " of ", streams, " within ", absl::FormatDuration(held)));
+         absl::StrCat(served, " of ", streams, " within ",
+                      absl::FormatDuration(absl::Now() - hold_start)));
+  absl::SleepFor(hold_start + absl::Milliseconds(absl::GetFlag(FLAGS_min_hold_ms)) - absl::Now());
+  const absl::Duration held = absl::Now() - hold_start;
+  const int64_t chunks_held = load.counts().chunks - chunks_at_hold;
   if (served < streams) ok = false;
   ReportServer(server_pid, "with all streams open");
   if (server_pid) {
     const std::optional<ProcStats> after_hold = ReadProcStats(server_pid);
     if (before_hold && after_hold) {
+      const absl::Duration cpu = after_hold->cpu - before_hold->cpu;
       Report("server CPU while serving them",
-             absl::StrFormat("%.0f%% of one core",
-                             100 * absl::FDivDuration(after_hold->cpu - before_hold->cpu, held)));
+             absl::StrFormat("%.0f%% of one core over %s, %.1f us per chunk (%d chunks)",
+                             100 * absl::FDivDuration(cpu, held), absl::FormatDuration(held),
+                             chunks_held > 0 ? absl::ToDoubleMicroseconds(cpu) / chunks_held : 0.0,
+                             chunks_held));
     }
   }
   if (const std::optional<ProcStats> c = ReadProcStats(getpid())) {

@@ -40,7 +40,7 @@ class CallTest : public ::testing::Test {
 
   void StartExecutor(ExecutorOptions options) {
     if (executor_ != nullptr) executor_->Stop();
-    executor_ = std::make_unique<Executor>("synthetic", options, &real_timers_);
+    executor_ = std::make_unique<Executor>("synthetic", options);
     executor_->Start();
   }
 

@@ -187,7 +187,7 @@ absl::Status Server::Init() {
                          " runs one generator per call: max_batch, max_sequences, "
                          "batch_wait_us and max_state_bytes apply to batched models only"));
       }
-      served.executor = std::make_unique<Executor>(name, model_options.executor, timers_.get());
+      served.executor = std::make_unique<Executor>(name, model_options.executor);
       served.executor->Start();
     } else {
       return absl::InvalidArgumentError(absl::StrCat(

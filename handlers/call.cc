@@ -354,6 +354,7 @@ void StreamCall::PumpLocked(AfterUnlock& after) {
   if (finish_called_ || write_in_flight_) return;
   if (!pending_.empty()) {
     write_in_flight_ = true;
+    write_starting_ = true;
     write_started_at_ = absl::Now();
     after.write = &pending_.front();
     // Whatever waits behind it is written from its OnWriteDone: the
@@ -367,24 +368,52 @@ void StreamCall::PumpLocked(AfterUnlock& after) {
   }
 }
 
+void StreamCall::StartWriteUnlocked(const v1::PredictChunk& first, bool first_buffer_hint) {
+  const v1::PredictChunk* chunk = &first;
+  bool buffer_hint = first_buffer_hint;
+  while (chunk != nullptr) {
+    sink_->StartWrite(chunk, buffer_hint);
+    AfterUnlock after;
+    {
+      MutexLock lock(&mu_);
+      write_starting_ = false;
+      if (!early_write_done_.has_value()) return;  // OnWriteDone will come
+      WriteDoneLocked(*std::exchange(early_write_done_, std::nullopt), after);
+    }
+    // The next write in a loop rather than by recursion: a client that keeps
+    // up could otherwise nest one frame per buffered chunk.
+    chunk = std::exchange(after.write, nullptr);
+    buffer_hint = after.write_buffer_hint;
+    Apply(after);
+  }
+}
+
 void StreamCall::OnWriteDone(bool ok) {
   AfterUnlock after;
   {
     MutexLock lock(&mu_);
-    write_in_flight_ = false;
-    if (ok) {
-      PopFrontLocked(after);
-    } else {
-      // The stream is broken: the client cancelled, went away, or the call
-      // was cancelled on our side. Nothing more can be written.
-      while (!pending_.empty()) PopBackLocked(after);
-      RequestCancelLocked(PeerCancelCause(), after);
+    if (write_starting_) {
+      early_write_done_ = ok;  // the thread in StartWrite finishes it on return
+      return;
     }
-    PumpLocked(after);
-    ResumeIfReadyLocked(after);
-    ArmStallCheckLocked(after);
+    WriteDoneLocked(ok, after);
   }
   Apply(after);
+}
+
+void StreamCall::WriteDoneLocked(bool ok, AfterUnlock& after) {
+  write_in_flight_ = false;
+  if (ok) {
+    PopFrontLocked(after);
+  } else {
+    // The stream is broken: the client cancelled, went away, or the call
+    // was cancelled on our side. Nothing more can be written.
+    while (!pending_.empty()) PopBackLocked(after);
+    RequestCancelLocked(PeerCancelCause(), after);
+  }
+  PumpLocked(after);
+  ResumeIfReadyLocked(after);
+  ArmStallCheckLocked(after);
 }
 
 void StreamCall::OnBudgetAvailable() {

@@ -360,14 +360,17 @@ class StreamCall final : public Call, public BudgetWaiter {
   // Finish.
   void PumpLocked(AfterUnlock& after) override ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ArmStallCheckLocked(AfterUnlock& after) override ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void StartWriteUnlocked(const v1::PredictChunk& chunk, bool buffer_hint) override {
-    sink_->StartWrite(&chunk, buffer_hint);
-  }
+  // StartWriteUnlocked: hands gRPC `chunk` (the front of pending_), then
+  // finishes any completion of it that arrived before StartWrite returned.
+  void StartWriteUnlocked(const v1::PredictChunk& chunk, bool buffer_hint) override;
   void FinishUnlocked(const absl::Status& status) override { sink_->Finish(status); }
   CallSink* sink() const override { return sink_; }
   void CheckStallUnlocked() override { CheckStall(); }
   void WaitForBudgetUnlocked() override;
   bool MayResumeLocked() const override ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // WriteDoneLocked: what OnWriteDone does, once StartWrite has returned.
+  void WriteDoneLocked(bool ok, AfterUnlock& after) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // WaitingOnClientLocked: a write is outstanding and the call cannot go on
   // until it completes: the buffer is full, the output budget is spent, or
@@ -388,6 +391,15 @@ class StreamCall final : public Call, public BudgetWaiter {
   std::deque<v1::PredictChunk> pending_ ABSL_GUARDED_BY(mu_);
   size_t pending_bytes_ ABSL_GUARDED_BY(mu_) = 0;  // output bytes in pending_
   bool write_in_flight_ ABSL_GUARDED_BY(mu_) = false;
+  // write_starting_: the write in flight was decided and StartWrite has not
+  // returned yet. gRPC serialises the message inside StartWrite and may
+  // complete the write on another thread before StartWrite returns; such a
+  // completion is parked in early_write_done_ (its `ok`) and finished by the
+  // starting thread, so the message is never freed, nor the RPC finished,
+  // while StartWrite may still be reading it. (This ordering is also what
+  // ThreadSanitizer can see: gRPC's own synchronisation is uninstrumented.)
+  bool write_starting_ ABSL_GUARDED_BY(mu_) = false;
+  std::optional<bool> early_write_done_ ABSL_GUARDED_BY(mu_);
   absl::Time write_started_at_ ABSL_GUARDED_BY(mu_);
   bool stall_timer_armed_ ABSL_GUARDED_BY(mu_) = false;
   // budget_paused_: the output budget was spent when a chunk came; the

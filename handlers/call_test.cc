@@ -126,6 +126,31 @@ TEST_F(CallTest, StreamDeliversEveryChunkThenFinalMessage) {
   EXPECT_EQ(stats_.chunks_generated(), 10u);
 }
 
+TEST_F(CallTest, WriteCompletedBeforeStartWriteReturnsIsFinishedByTheWriter) {
+  // gRPC may complete a write on another thread before StartWrite has
+  // returned. The message must outlive StartWrite, the next write must not
+  // start inside it (nesting one frame per chunk), and nothing is lost.
+  FakeStreamSink sink;
+  CallOptions options = Options();
+  options.stream_buffer_chunks = 64;
+  auto call = Stream(Synthetic({{"tokens", IntParam(200)}}), &sink, options);
+  // The client reads nothing until the buffer is full and the generator
+  // waits; then every write completes inside its StartWrite.
+  ASSERT_TRUE(sink.WaitForWrites(1, kWait));
+  WaitUntilParked();
+  sink.set_completion(FakeStreamSink::Completion::kInline);
+  sink.CompleteWrite(true);
+  ASSERT_TRUE(sink.WaitForFinish(kWait));
+  EXPECT_TRUE(sink.finish_status()->ok());
+  std::vector<v1::PredictChunk> written = sink.written();
+  ASSERT_EQ(written.size(), 201u);
+  for (size_t i = 0; i < written.size(); ++i) EXPECT_EQ(written[i].index(), i);
+  EXPECT_EQ(sink.max_start_write_depth(), 1);
+  EXPECT_EQ(sink.finishes(), 1);
+  call->OnRpcDone();
+  EXPECT_EQ(OnlySummary().cause, EndCause::kCompleted);
+}
+
 TEST_F(CallTest, FullBufferPausesTheGenerator) {
   FakeStreamSink sink;  // the client reads nothing until the test says so
   auto call = Stream(Synthetic({{"tokens", IntParam(1000)}}), &sink);

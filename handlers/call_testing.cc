@@ -1,5 +1,6 @@
 #include "handlers/call_testing.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/time/clock.h"
@@ -7,8 +8,15 @@
 
 namespace sluice::testing {
 
-FakeStreamSink::FakeStreamSink(bool auto_complete) : auto_complete_(auto_complete) {
-  if (auto_complete_) auto_thread_ = std::thread([this] { AutoLoop(); });
+FakeStreamSink::FakeStreamSink(Completion completion) : completion_(completion) {
+  if (completion == Completion::kAuto) auto_thread_ = std::thread([this] { AutoLoop(); });
+}
+
+void FakeStreamSink::set_completion(Completion completion) {
+  MutexLock lock(&mu_);
+  ASSERT_NE(completion_, Completion::kAuto);
+  ASSERT_NE(completion, Completion::kAuto);
+  completion_ = completion;
 }
 
 FakeStreamSink::~FakeStreamSink() {
@@ -35,13 +43,28 @@ void FakeStreamSink::TryCancel() {
 }
 
 void FakeStreamSink::StartWrite(const v1::PredictChunk* chunk, bool buffer_hint) {
+  std::shared_ptr<StreamCall> call;
+  {
+    MutexLock lock(&mu_);
+    EXPECT_FALSE(outstanding_) << "two writes outstanding";
+    EXPECT_FALSE(finish_.has_value()) << "write after Finish";
+    written_.push_back(*chunk);
+    buffer_hints_.push_back(buffer_hint);
+    outstanding_ = true;
+    max_start_write_depth_ = std::max(max_start_write_depth_, ++start_write_depth_);
+    cv_.SignalAll();
+    if (completion_ == Completion::kInline) call = call_;
+  }
+  if (call != nullptr) {
+    CompleteWrite(!cancelled_);
+    // gRPC may still read the message here (it serialises it inside
+    // StartWrite): it must not have been freed by the completion.
+    const v1::PredictChunk copy = *chunk;
+    MutexLock lock(&mu_);
+    EXPECT_EQ(copy.index(), written_.back().index()) << "message changed under StartWrite";
+  }
   MutexLock lock(&mu_);
-  EXPECT_FALSE(outstanding_) << "two writes outstanding";
-  EXPECT_FALSE(finish_.has_value()) << "write after Finish";
-  written_.push_back(*chunk);
-  buffer_hints_.push_back(buffer_hint);
-  outstanding_ = true;
-  cv_.SignalAll();
+  --start_write_depth_;
 }
 
 void FakeStreamSink::Finish(const absl::Status& status) {
@@ -115,6 +138,11 @@ int FakeStreamSink::try_cancels() const {
   MutexLock lock(&mu_);
   return try_cancels_;
 }
+int FakeStreamSink::max_start_write_depth() const {
+  MutexLock lock(&mu_);
+  return max_start_write_depth_;
+}
+
 int FakeStreamSink::finishes() const {
   MutexLock lock(&mu_);
   return finishes_;

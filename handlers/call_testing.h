@@ -26,7 +26,16 @@ namespace sluice::testing {
 // gRPC completes them on its own threads.
 class FakeStreamSink final : public StreamSink {
  public:
-  explicit FakeStreamSink(bool auto_complete = false);
+  // How writes complete: by the test (kManual), on the sink's own thread a
+  // moment later (kAuto), or inside StartWrite, before it returns (kInline:
+  // what gRPC may do when its transport finishes the write at once and runs
+  // the completion on another thread while StartWrite is still returning).
+  enum class Completion { kManual, kAuto, kInline };
+  explicit FakeStreamSink(bool auto_complete = false)
+      : FakeStreamSink(auto_complete ? Completion::kAuto : Completion::kManual) {}
+  explicit FakeStreamSink(Completion completion);
+  // set_completion: switches between kManual and kInline.
+  void set_completion(Completion completion);
   ~FakeStreamSink() override;
 
   // The call this sink belongs to (for OnWriteDone). Set before admission.
@@ -55,13 +64,16 @@ class FakeStreamSink final : public StreamSink {
   std::optional<absl::Status> finish_status() const;
   int try_cancels() const;
   int finishes() const;
+  // max_start_write_depth: the deepest StartWrite was ever entered while
+  // another StartWrite of this sink had not returned (1: never nested).
+  int max_start_write_depth() const;
 
  private:
   void AutoLoop();
 
   std::atomic<bool> cancelled_{false};
-  const bool auto_complete_;
   mutable Mutex mu_;
+  Completion completion_ ABSL_GUARDED_BY(mu_);
   mutable CondVar cv_;
   std::shared_ptr<StreamCall> call_ ABSL_GUARDED_BY(mu_);
   std::vector<v1::PredictChunk> written_ ABSL_GUARDED_BY(mu_);
@@ -70,6 +82,8 @@ class FakeStreamSink final : public StreamSink {
   std::optional<absl::Status> finish_ ABSL_GUARDED_BY(mu_);
   int finishes_ ABSL_GUARDED_BY(mu_) = 0;
   int try_cancels_ ABSL_GUARDED_BY(mu_) = 0;
+  int start_write_depth_ ABSL_GUARDED_BY(mu_) = 0;
+  int max_start_write_depth_ ABSL_GUARDED_BY(mu_) = 0;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::thread auto_thread_;
 };

@@ -44,9 +44,12 @@ double Ideal(int n, int max_batch, const BenchConfig& config) {
   return b * 1e6 / step_us;
 }
 
-// TokensPerSecond: `n` streams against `server`, read as fast as they come;
-// output chunks per second over a window after a warm-up.
-double TokensPerSecond(const ChildServer& server, int n, const BenchConfig& config) {
+// TokensPerSecond: `n` streams against `server`, whose steps hold up to
+// `max_batch` sequences, read as fast as they come; output chunks per second
+// over a window after a warm-up. Sequences in a full batch keep their place
+// until they finish (newcomers wait in the queue), so with more streams than
+// max_batch only max_batch of these endless streams are ever served.
+double TokensPerSecond(const ChildServer& server, int n, int max_batch, const BenchConfig& config) {
   std::vector<std::shared_ptr<grpc::Channel>> channels =
       MakeChannels(server.target(), std::min(n, 8), absl::Now() + absl::Seconds(10));
   if (channels.empty()) return 0;
@@ -54,7 +57,7 @@ double TokensPerSecond(const ChildServer& server, int n, const BenchConfig& conf
   std::vector<StreamPlan> plans(n);
   for (StreamPlan& plan : plans) plan.request = Batched(100'000'000, config);
   set.Start(std::move(plans));
-  if (!set.WaitFirstChunks(n, absl::Now() + absl::Seconds(30))) return 0;
+  if (!set.WaitFirstChunks(std::min(n, max_batch), absl::Now() + absl::Seconds(30))) return 0;
   absl::SleepFor(config.batch_warmup);  // steady state: every stream in the batch
   const int64_t before = set.chunks();
   const absl::Time t0 = absl::Now();
@@ -72,10 +75,8 @@ void RunBatchThroughput(const BenchConfig& config, Report& report) {
   auto start = [&](int batch, const std::string& name) {
     return ChildServer::Start(
         {config.sluice_server, "--metrics_port=-1", "--builtin_models=batched_synthetic",
-         // Every stream holds its state either way (max_sequences); with
-         // max_batch=1 they take one-sequence steps in turn.
-         absl::StrCat("--model_options=batched_synthetic:max_batch=", batch,
-                      ",max_sequences=256")},
+         // max_batch=1: one sequence per step, one call at a time.
+         absl::StrCat("--model_options=batched_synthetic:max_batch=", batch)},
         config.work_dir, name);
   };
   std::unique_ptr<ChildServer> batched = start(max_batch, "batched");
@@ -98,11 +99,11 @@ void RunBatchThroughput(const BenchConfig& config, Report& report) {
     for (int rep = 0; rep < config.batch_reps; ++rep) {
       // Interleaved, and which goes first alternates.
       if (rep % 2 == 0) {
-        b.push_back(TokensPerSecond(*batched, n, config));
-        u.push_back(TokensPerSecond(*unbatched, n, config));
+        b.push_back(TokensPerSecond(*batched, n, max_batch, config));
+        u.push_back(TokensPerSecond(*unbatched, n, 1, config));
       } else {
-        u.push_back(TokensPerSecond(*unbatched, n, config));
-        b.push_back(TokensPerSecond(*batched, n, config));
+        u.push_back(TokensPerSecond(*unbatched, n, 1, config));
+        b.push_back(TokensPerSecond(*batched, n, max_batch, config));
       }
     }
     const double ideal = Ideal(n, max_batch, config);

@@ -497,6 +497,34 @@ void StreamCall::CheckStall() {
   Apply(after);
 }
 
+v1::PredictChunk& StreamCall::MessageQueue::emplace_back() {
+  if (!has_front_) {
+    has_front_ = true;
+    return front_;
+  }
+  if (!rest_.has_value()) rest_.emplace();
+  return rest_->emplace_back();
+}
+
+void StreamCall::MessageQueue::pop_front() {
+  if (rest_.has_value() && !rest_->empty()) {
+    front_ = std::move(rest_->front());  // the front is no longer being written
+    rest_->pop_front();
+  } else {
+    front_.Clear();
+    has_front_ = false;
+  }
+}
+
+void StreamCall::MessageQueue::pop_back() {
+  if (rest_.has_value() && !rest_->empty()) {
+    rest_->pop_back();
+  } else {
+    front_.Clear();
+    has_front_ = false;
+  }
+}
+
 // --- UnaryCall -----------------------------------------------------------------
 
 std::shared_ptr<UnaryCall> UnaryCall::Create(CallOptions options, Timers* timers, ModelStats* stats,

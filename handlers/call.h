@@ -384,11 +384,33 @@ class StreamCall final : public Call, public BudgetWaiter {
   void PopFrontLocked(AfterUnlock& after) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PopBackLocked(AfterUnlock& after) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
+  // MessageQueue: a FIFO of messages whose front keeps its address while
+  // messages are added behind it (gRPC reads the front while it is being
+  // written). The front lives inline and the rest in a deque made the first
+  // time two messages wait: a stream whose client keeps up (every paced
+  // stream) allocates nothing for it, where a std::deque allocates 576 bytes
+  // as it is constructed.
+  class MessageQueue {
+   public:
+    bool empty() const { return !has_front_; }
+    size_t size() const { return has_front_ ? 1 + (rest_ ? rest_->size() : 0) : 0; }
+    v1::PredictChunk& front() { return front_; }
+    v1::PredictChunk& back() { return rest_ && !rest_->empty() ? rest_->back() : front_; }
+    v1::PredictChunk& emplace_back();
+    void pop_front();
+    void pop_back();
+
+   private:
+    bool has_front_ = false;
+    v1::PredictChunk front_;
+    std::optional<std::deque<v1::PredictChunk>> rest_;
+  };
+
   StreamSink* const sink_;
   // pending_: messages not yet confirmed written; front() is being written
   // while write_in_flight_ (from the moment the write is decided, before
   // StartWrite is called outside the lock, until OnWriteDone).
-  std::deque<v1::PredictChunk> pending_ ABSL_GUARDED_BY(mu_);
+  MessageQueue pending_ ABSL_GUARDED_BY(mu_);
   size_t pending_bytes_ ABSL_GUARDED_BY(mu_) = 0;  // output bytes in pending_
   bool write_in_flight_ ABSL_GUARDED_BY(mu_) = false;
   // write_starting_: the write in flight was decided and StartWrite has not

@@ -156,6 +156,10 @@ void Executor::RunTurn(const std::shared_ptr<GeneratorTask>& task) {
       return;
     }
     task->generator_ = *std::move(started);
+    // Predict has taken what the prepared call held; keeping it for the
+    // call's life would only hold memory (most of a paced stream's life is
+    // spent asleep).
+    task->prepared_.reset();
   }
 
   const absl::Time slice_end = absl::Now() + kTurnSlice;

@@ -27,6 +27,7 @@
 #include "tools/benchmark/bench_stats.h"
 #include "tools/benchmark/sections.h"
 #include "tools/benchmark/stream_probe.h"
+#include "tools/load/load_processes.h"
 #include "tools/load/stream_load.h"
 #include "tools/proc_stats.h"
 #include "tools/subprocess.h"
@@ -483,50 +484,69 @@ void ManyStreams(const BenchConfig& config, Report& report, const std::string& s
     return;
   }
   const std::optional<ProcStats> idle = server->stats();
-  const std::optional<ProcStats> client_idle = ReadProcStats(getpid());
   LoadOptions options;
   options.target = server->target();
   options.streams = streams;
   options.channels = config.scale_channels;
   options.request = Synthetic({{"tokens", 1'000'000}, {"token_interval_us", 1'000'000}}, "scale-");
-  auto load = std::make_unique<StreamLoad>(options);
+  // One client process per 5,000 streams: a gRPC client's cost per chunk
+  // grows with the streams one process holds (see tools/load/load_processes.h).
+  const int processes = std::max(1, (streams + 4999) / 5000);
   const absl::Time start = absl::Now();
-  load->Start();
-  const bool opened = load->WaitForFirstChunks(streams, start + config.scale_open_timeout);
+  absl::StatusOr<std::unique_ptr<LoadProcesses>> started =
+      LoadProcesses::Start(options, processes, config.work_dir + "/scale-clients",
+                           config.scale_open_timeout + config.scale_hold + absl::Seconds(90));
+  if (!started.ok()) {
+    report.Add(section, "client processes", started.status().ToString());
+    server->Stop();
+    return;
+  }
+  std::unique_ptr<LoadProcesses> load = *std::move(started);
+  auto client_stats = [&load] {
+    ProcStats sum;
+    for (pid_t pid : load->pids()) {
+      if (std::optional<ProcStats> s = ReadProcStats(pid)) {
+        sum.rss_bytes += s->rss_bytes;
+        sum.cpu += s->cpu;
+      }
+    }
+    return sum;
+  };
+  const bool opened = load->WaitForFirstChunks(start + config.scale_open_timeout);
   const absl::Duration open_time = absl::Now() - start;
   const std::vector<double> first = Milliseconds(load->FirstChunkLatencies());
 
-  load->MarkChunks();
-  const int64_t chunks0 = load->counts().chunks;
   const absl::Duration cpu0 = server->cpu();
-  const std::optional<ProcStats> client0 = ReadProcStats(getpid());
+  const ProcStats client0 = client_stats();
   const absl::Time hold_start = absl::Now();
-  const int served = load->WaitForChunksSinceMark(hold_start + config.scale_hold);
+  load->MarkChunks(config.scale_hold);
+  const int served = load->WaitForChunksSinceMark(hold_start + config.scale_hold + absl::Seconds(5));
   absl::SleepFor(hold_start + config.scale_hold - absl::Now());  // a whole window of CPU
   const absl::Duration held = absl::Now() - hold_start;
   const absl::Duration cpu1 = server->cpu();
-  const std::optional<ProcStats> client1 = ReadProcStats(getpid());
-  const int64_t chunks1 = load->counts().chunks;
+  const ProcStats client1 = client_stats();
   const std::optional<ProcStats> open = server->stats();
 
   const absl::Time cancel_start = absl::Now();
   load->CancelAll();
-  const bool ended = load->WaitDone(-1, cancel_start + absl::Seconds(60));
+  const bool ended = load->WaitDone(cancel_start + absl::Seconds(90));
   const absl::Duration cancel_time = absl::Now() - cancel_start;
-  const StreamLoad::Counts counts = load->counts();
+  const int64_t chunks_held = load->chunks_since_mark();
   const absl::Duration cpu2 = server->cpu();
   absl::SleepFor(absl::Seconds(1));
   const absl::Duration cpu3 = server->cpu();
   const std::optional<ProcStats> after = server->stats();
+  const int with_chunks = load->with_chunks(), cancelled = load->cancelled();
   load.reset();
   const bool clean = server->Stop();
 
   report.Add(section, "setup",
              absl::StrFormat("%d streams of 1 chunk/s (synthetic token_interval_us=1000000) over "
-                             "%d connections (%d per connection), stock server",
-                             streams, options.channels, streams / options.channels));
+                             "%d connections (%d per connection) from %d client processes, "
+                             "stock server",
+                             streams, options.channels, streams / options.channels, processes));
   report.Add(section, "streams opened with a first chunk",
-             absl::StrFormat("%d of %d in %s", counts.with_chunks, streams,
+             absl::StrFormat("%d of %d in %s", with_chunks, streams,
                              absl::FormatDuration(absl::Trunc(open_time, absl::Milliseconds(1)))),
              "all", Check(opened));
   report.Add(section, "first chunk p50 / p99 (all opened at once)", P50P99(first, " ms"));
@@ -550,7 +570,7 @@ void ManyStreams(const BenchConfig& config, Report& report, const std::string& s
     report.Add(section, "server threads idle / all open",
                absl::StrCat(idle->threads, " / ", open->threads));
   }
-  const double chunks = static_cast<double>(chunks1 - chunks0);
+  const double chunks = static_cast<double>(chunks_held);
   const double cpu_per_chunk_us =
       chunks > 0 ? absl::ToDoubleMicroseconds(cpu1 - cpu0) / chunks : 0;
   report.Add(section, "server CPU while serving them",
@@ -566,17 +586,13 @@ void ManyStreams(const BenchConfig& config, Report& report, const std::string& s
     report.Add(section, "server CPU per chunk",
                absl::StrCat(FormatNumber(cpu_per_chunk_us), " us"));
   }
-  if (client0 && client1 && client_idle) {
-    report.Add(section, "client (this process) CPU while they are served / RSS for them",
-               absl::StrCat(FormatNumber(100 * absl::FDivDuration(client1->cpu - client0->cpu,
-                                                                   held)),
-                            "% of one core / ",
-                            FormatMib(client1->rss_bytes - client_idle->rss_bytes)));
-  }
+  report.Add(section, "client processes' CPU while they are served / their RSS",
+             absl::StrCat(FormatNumber(100 * absl::FDivDuration(client1.cpu - client0.cpu, held)),
+                          "% of one core / ", FormatMib(client1.rss_bytes)));
   report.Add(section, "all cancelled by the client",
-             absl::StrFormat("%d of %d in %s", counts.cancelled, streams,
+             absl::StrFormat("%d of %d in %s", cancelled, streams,
                              absl::FormatDuration(absl::Trunc(cancel_time, absl::Milliseconds(1)))),
-             "all", Check(ended && counts.cancelled == streams));
+             "all", Check(ended && cancelled == streams));
   report.Add(section, "server CPU in the second after the cancels",
              absl::StrCat(FormatNumber(absl::ToDoubleMilliseconds(cpu3 - cpu2)), " ms"));
   if (after) report.Add(section, "server peak RSS", FormatMib(after->peak_rss_bytes));

@@ -37,6 +37,7 @@
 #include "tools/benchmark/bench_stats.h"
 #include "tools/benchmark/report.h"
 #include "tools/benchmark/sections.h"
+#include "tools/load/load_processes.h"
 #include "tools/subprocess.h"
 
 ABSL_FLAG(bool, quick, false, "Smaller sections: about a minute instead of several.");
@@ -295,6 +296,8 @@ int Run() {
 }  // namespace sluice::bench
 
 int main(int argc, char** argv) {
+  // The scale section's client processes are this binary (LoadProcesses).
+  if (std::optional<int> rc = sluice::RunLoadChildIfAsked(argc, argv)) return *rc;
   absl::SetProgramUsageMessage(
       "Benchmarks sluice: waste after cancel, stop latency, throughput against raw gRPC, time "
       "to first chunk, scale, abandonment tax, queue. Use tools/bench.");

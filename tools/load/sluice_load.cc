@@ -30,6 +30,7 @@
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "client/sluice_client.h"
+#include "tools/load/load_processes.h"
 #include "tools/load/stream_load.h"
 #include "tools/proc_stats.h"
 #include "tools/subprocess.h"
@@ -55,6 +56,9 @@ ABSL_FLAG(int, min_hold_ms, 0,
           "Keep the streams open at least this long after they are all open, and measure the "
           "CPU over the whole hold (a steady window, e.g. for a profiler).");
 ABSL_FLAG(int, open_timeout_ms, 180000, "Give up if the streams are not all open by then.");
+ABSL_FLAG(int, processes, 0,
+          "Client processes to spread the streams over; 0: one per 5,000 streams (a gRPC "
+          "client's cost per chunk grows with the streams one process holds).");
 
 namespace sluice {
 namespace {
@@ -84,6 +88,9 @@ int Run(std::vector<std::string> params) {
   const int streams = absl::GetFlag(FLAGS_streams);
   int channels = absl::GetFlag(FLAGS_channels);
   if (channels <= 0) channels = std::max(1, (streams + 499) / 500);
+  int processes = absl::GetFlag(FLAGS_processes);
+  if (processes <= 0) processes = std::max(1, (streams + 4999) / 5000);
+  processes = std::min(processes, channels);  // each process has connections of its own
   // Connections need descriptors, here and in the server (which inherits the limit).
   const int64_t open_files = RaiseOpenFileLimit();
   if (open_files >= 0 && open_files < channels + 64) {
@@ -146,23 +153,44 @@ int Run(std::vector<std::string> params) {
   }
 
   Report("target", target);
-  Report("streams / channels", absl::StrCat(streams, " / ", options.channels));
+  Report("streams / channels / client processes",
+         absl::StrCat(streams, " / ", channels, " / ", processes));
   ReportServer(server_pid, "idle");
-  const std::optional<ProcStats> client_before = ReadProcStats(getpid());
 
   bool ok = true;
-  StreamLoad load(options);
+  const std::string work_dir = absl::StrCat("/tmp/sluice_load.", getpid(), ".clients");
+  const absl::Duration open_timeout = absl::Milliseconds(absl::GetFlag(FLAGS_open_timeout_ms));
+  const absl::Duration hold = absl::Milliseconds(absl::GetFlag(FLAGS_hold_ms));
+  const absl::Duration min_hold = absl::Milliseconds(absl::GetFlag(FLAGS_min_hold_ms));
+  // Each client process gives up by itself (cancels its streams and exits)
+  // if this process does not move it on in time.
+  const absl::Duration give_up =
+      open_timeout + std::max(hold, min_hold) + absl::Seconds(60);
   const absl::Time start = absl::Now();
-  load.Start();
-  const bool opened = load.WaitForFirstChunks(
-      streams, start + absl::Milliseconds(absl::GetFlag(FLAGS_open_timeout_ms)));
-  StreamLoad::Counts counts = load.counts();
-  Report("streams with a first chunk", absl::StrCat(counts.with_chunks, " of ", streams, " in ",
+  absl::StatusOr<std::unique_ptr<LoadProcesses>> started =
+      LoadProcesses::Start(options, processes, work_dir, give_up);
+  if (!started.ok()) {
+    std::fprintf(stderr, "cannot start the client processes: %s\n",
+                 started.status().ToString().c_str());
+    return 1;
+  }
+  LoadProcesses& load = **started;
+  auto client_stats = [&load] {
+    ProcStats sum;
+    for (pid_t pid : load.pids()) {
+      if (std::optional<ProcStats> s = ReadProcStats(pid)) {
+        sum.rss_bytes += s->rss_bytes;
+        sum.cpu += s->cpu;
+      }
+    }
+    return sum;
+  };
+  const bool opened = load.WaitForFirstChunks(start + open_timeout);
+  Report("streams with a first chunk", absl::StrCat(load.with_chunks(), " of ", streams, " in ",
                                                     absl::FormatDuration(absl::Now() - start)));
   if (!opened) {
     ok = false;
-    Report("FAILED", absl::StrCat("not every stream got a chunk; errors: ", counts.other_errors,
-                                  " ", counts.first_error));
+    Report("FAILED", "not every stream got a chunk");
   }
   const std::vector<absl::Duration> first = load.FirstChunkLatencies();
   Report("first chunk latency p50 / p99 / max",
@@ -172,50 +200,47 @@ int Run(std::vector<std::string> params) {
   // Hold: every stream must keep being served.
   const std::optional<ProcStats> before_hold =
       server_pid ? ReadProcStats(server_pid) : std::nullopt;
-  load.MarkChunks();
-  const int64_t chunks_at_hold = load.counts().chunks;
-  const std::optional<ProcStats> client_hold_start = ReadProcStats(getpid());
+  const ProcStats client_hold_start = client_stats();
   const absl::Time hold_start = absl::Now();
-  const int served =
-      load.WaitForChunksSinceMark(hold_start + absl::Milliseconds(absl::GetFlag(FLAGS_hold_ms)));
+  load.MarkChunks(hold);
+  const int served = load.WaitForChunksSinceMark(hold_start + hold + absl::Seconds(5));
   Report("streams served again while all open",
          absl::StrCat(served, " of ", streams, " within ",
                       absl::FormatDuration(absl::Now() - hold_start)));
-  absl::SleepFor(hold_start + absl::Milliseconds(absl::GetFlag(FLAGS_min_hold_ms)) - absl::Now());
-  const absl::Duration held = absl::Now() - hold_start;
-  const int64_t chunks_held = load.counts().chunks - chunks_at_hold;
   if (served < streams) ok = false;
+  absl::SleepFor(hold_start + min_hold - absl::Now());
+  const absl::Duration held = absl::Now() - hold_start;
+  const ProcStats client_hold_end = client_stats();
+  std::optional<ProcStats> after_hold = server_pid ? ReadProcStats(server_pid) : std::nullopt;
   ReportServer(server_pid, "with all streams open");
-  if (server_pid) {
-    const std::optional<ProcStats> after_hold = ReadProcStats(server_pid);
-    if (before_hold && after_hold) {
-      const absl::Duration cpu = after_hold->cpu - before_hold->cpu;
-      Report("server CPU while serving them",
-             absl::StrFormat("%.0f%% of one core over %s, %.1f us per chunk (%d chunks)",
-                             100 * absl::FDivDuration(cpu, held), absl::FormatDuration(held),
-                             chunks_held > 0 ? absl::ToDoubleMicroseconds(cpu) / chunks_held : 0.0,
-                             chunks_held));
-    }
-  }
-  if (const std::optional<ProcStats> c = ReadProcStats(getpid())) {
-    Report("client RSS", FormatMib(c->rss_bytes - (client_before ? client_before->rss_bytes : 0)) +
-                             " for the streams");
-    if (client_hold_start) {
-      Report("client CPU while they are served",
-             absl::StrFormat("%.0f%% of one core",
-                             100 * absl::FDivDuration(c->cpu - client_hold_start->cpu, held)));
-    }
-  }
 
   // Cancel every stream; each must end at once, as CANCELLED.
   const absl::Time cancel_start = absl::Now();
   load.CancelAll();
-  const bool ended = load.WaitDone(-1, cancel_start + absl::Seconds(60));
-  counts = load.counts();
+  const bool ended = load.WaitDone(cancel_start + absl::Seconds(90));
+  const absl::Duration cancel_time = absl::Now() - cancel_start;
+  const int64_t chunks_held = load.chunks_since_mark();
+  if (before_hold && after_hold) {
+    const absl::Duration cpu = after_hold->cpu - before_hold->cpu;
+    Report("server CPU while serving them",
+           absl::StrFormat("%.0f%% of one core over %s, %.1f us per chunk (%d chunks)",
+                           100 * absl::FDivDuration(cpu, held), absl::FormatDuration(held),
+                           chunks_held > 0 ? absl::ToDoubleMicroseconds(cpu) / chunks_held : 0.0,
+                           chunks_held));
+  }
+  Report("client RSS / CPU while they are served",
+         absl::StrFormat("%s / %.0f%% of one core (%d processes)",
+                         FormatMib(client_hold_end.rss_bytes),
+                         100 * absl::FDivDuration(client_hold_end.cpu - client_hold_start.cpu,
+                                                  held),
+                         processes));
   Report("streams cancelled by the client",
-         absl::StrCat(counts.cancelled, " of ", streams, " in ",
-                      absl::FormatDuration(absl::Now() - cancel_start)));
-  if (!ended || counts.cancelled != streams) ok = false;
+         absl::StrCat(load.cancelled(), " of ", streams, " in ",
+                      absl::FormatDuration(cancel_time)));
+  if (load.other_errors() > 0) {
+    Report("streams that failed", absl::StrCat(load.other_errors(), ": ", load.first_error()));
+  }
+  if (!ended || load.cancelled() != streams) ok = false;
   if (server_pid) {
     // After the cancels the server has nothing to do: its CPU use drops to
     // nothing (generators released, no pacing timers left).
@@ -241,6 +266,7 @@ int Run(std::vector<std::string> params) {
 }  // namespace sluice
 
 int main(int argc, char** argv) {
+  if (std::optional<int> rc = sluice::RunLoadChildIfAsked(argc, argv)) return *rc;
   std::vector<std::string> params = sluice::TakeRepeatedFlag(&argc, argv, "param");
   absl::SetProgramUsageMessage(
       "Opens many concurrent streams against a sluice server and "

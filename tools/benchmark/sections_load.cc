@@ -475,9 +475,15 @@ namespace {
 // per stream); otherwise on scale (all served and cancellable, RSS bound).
 void ManyStreams(const BenchConfig& config, Report& report, const std::string& section,
                  int streams, bool paced_targets) {
+  // gRPC charges each call's own state (its arena, about 15 KB) to the
+  // transport quota, whose default (512 MiB) holds about 35,000 streams:
+  // beyond it gRPC stalls its connections' reads until memory frees. The
+  // server gets a quota the size of the RSS target.
   std::unique_ptr<Child> server = Child::Start(
       {config.sluice_server, kNoMetrics, absl::StrCat("--max_active=", streams + 16),
-       absl::StrCat("--queue_capacity=", streams + 16)},
+       absl::StrCat("--queue_capacity=", streams + 16),
+       absl::StrCat("--transport_memory_bytes=",
+                    std::max<int64_t>(int64_t{512} << 20, int64_t{streams} * 20480))},
       config.work_dir, "scale");
   if (server == nullptr) {
     report.Add(section, "server", "did not start");

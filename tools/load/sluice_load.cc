@@ -109,7 +109,12 @@ int Run(std::vector<std::string> params) {
                                      "--port_file=" + dir + "/port",
                                      "--metrics_port=0",
                                      absl::StrCat("--max_active=", streams + 16),
-                                     absl::StrCat("--queue_capacity=", streams + 16)};
+                                     absl::StrCat("--queue_capacity=", streams + 16),
+                                     // gRPC charges each call's own state (about 15 KB) to
+                                     // the transport quota: room for the streams.
+                                     absl::StrCat("--transport_memory_bytes=",
+                                                  std::max<int64_t>(int64_t{512} << 20,
+                                                                    int64_t{streams} * 20480))};
     for (absl::string_view a :
          absl::StrSplit(absl::GetFlag(FLAGS_server_args), ' ', absl::SkipWhitespace())) {
       argv.emplace_back(a);

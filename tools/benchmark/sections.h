@@ -53,8 +53,8 @@ struct BenchConfig {
 
   // Time to first chunk at 1, 100 and 1000 concurrent streams.
   int ttfc_serial_calls = 300;  // at 1: calls one after another, per server
-  int ttfc_rounds_100 = 5;      // bursts of 100, per server
-  int ttfc_rounds_1000 = 3;     // bursts of 1000, per server
+  int ttfc_rounds_100 = 10;     // bursts of 100, per server
+  int ttfc_rounds_1000 = 5;     // bursts of 1000, per server
 
   // Paced streams and scale: streams of a chunk a second over
   // scale_channels connections; what each costs at paced_streams, whether

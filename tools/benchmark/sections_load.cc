@@ -74,7 +74,16 @@ class Child {
   bool Stop() {
     process_->Kill(SIGTERM);
     absl::StatusOr<int> status = process_->Wait(absl::Seconds(30));
-    return status.ok() && WIFEXITED(*status) && WEXITSTATUS(*status) == 0;
+    const bool clean = status.ok() && WIFEXITED(*status) && WEXITSTATUS(*status) == 0;
+    if (!clean) {
+      std::fprintf(stderr, "server %d did not exit cleanly (%s); its stderr: %s\n",
+                   process_->pid(),
+                   !status.ok()             ? status.status().ToString().c_str()
+                   : WIFSIGNALED(*status) ? absl::StrCat("signal ", WTERMSIG(*status)).c_str()
+                                          : absl::StrCat("exit ", WEXITSTATUS(*status)).c_str(),
+                   process_->stderr_path().c_str());
+    }
+    return clean;
   }
 
   const std::string& target() const { return target_; }

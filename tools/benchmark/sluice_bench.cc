@@ -209,8 +209,12 @@ int Run() {
       absl::StrSplit(absl::GetFlag(FLAGS_throughput_server_args), ' ', absl::SkipWhitespace());
   std::string out = absl::GetFlag(FLAGS_out);
   if (out.empty()) out = config.quick ? ".bench/quick" : "benchmarks";
-  for (const std::string& dir : {std::string(".bench"), out}) mkdir(dir.c_str(), 0755);
-  config.work_dir = out;
+  // Port files, profiles and the load's client directories go to a scratch
+  // directory, not beside the results.
+  for (const std::string& dir : {std::string(".bench"), std::string(".bench/work"), out}) {
+    mkdir(dir.c_str(), 0755);
+  }
+  config.work_dir = ".bench/work";
   for (const std::string& binary : {config.sluice_server, config.raw_server}) {
     if (access(binary.c_str(), X_OK) != 0) {
       std::fprintf(stderr,

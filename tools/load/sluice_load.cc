@@ -260,7 +260,13 @@ int Run(std::vector<std::string> params) {
     server->Kill(SIGTERM);
     absl::StatusOr<int> status = server->Wait(absl::Seconds(30));
     const bool clean = status.ok() && WIFEXITED(*status) && WEXITSTATUS(*status) == 0;
-    Report("server exit after SIGTERM", clean ? "0" : "NOT CLEAN");
+    Report("server exit after SIGTERM",
+           clean                    ? "0"
+           : !status.ok()           ? "NOT CLEAN: " + status.status().ToString()
+           : WIFSIGNALED(*status) ? absl::StrCat("NOT CLEAN: signal ", WTERMSIG(*status),
+                                                   "; stderr in ", server->stderr_path())
+                                    : absl::StrCat("NOT CLEAN: exit ", WEXITSTATUS(*status),
+                                                   "; stderr in ", server->stderr_path()));
     if (!clean) ok = false;
   }
   Report("result", ok ? "PASS" : "FAIL");

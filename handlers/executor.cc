@@ -135,7 +135,7 @@ void Executor::RunTurn(const std::shared_ptr<GeneratorTask>& task) {
   // its turn ends here; if it never started, the model never sees it.
   if (std::optional<EndCause> why = call.StopReason()) {
     call.Cancel(*why);
-    End(*task);
+    End(*task, Ender::kWorker);
     return;
   }
   if (task->generator_ == nullptr) {
@@ -152,7 +152,7 @@ void Executor::RunTurn(const std::shared_ptr<GeneratorTask>& task) {
     }
     if (!started.ok()) {
       call.Fail(started.status());
-      End(*task);
+      End(*task, Ender::kWorker);
       return;
     }
     task->generator_ = *std::move(started);
@@ -212,7 +212,7 @@ void Executor::RunTurn(const std::shared_ptr<GeneratorTask>& task) {
     }
     break;  // the call is over: done, failed or stopped
   }
-  End(*task);
+  End(*task, Ender::kWorker);
 }
 
 void Executor::Park(const std::shared_ptr<GeneratorTask>& task, Phase phase, absl::Time wake_at) {
@@ -231,7 +231,7 @@ void Executor::Park(const std::shared_ptr<GeneratorTask>& task, Phase phase, abs
   }
   switch (phase) {
     case Phase::kEnded:
-      End(*task);
+      End(*task, Ender::kWorker);
       break;
     case Phase::kRunnable:
       Schedule(task);
@@ -261,13 +261,20 @@ void Executor::Sleep(const std::shared_ptr<GeneratorTask>& task, absl::Time wake
   if (nudge != nullptr) nudge->cv.Signal();
 }
 
-void Executor::End(GeneratorTask& task) {
+void Executor::End(GeneratorTask& task, Ender ender) {
   std::shared_ptr<Call> call;
   std::unique_ptr<EncodedGenerator> generator;
   std::unique_ptr<PreparedCall> prepared;
   {
     MutexLock lock(&task.mu);
     if (task.phase == Phase::kEnded) return;
+    if (ender == Ender::kStopper && task.phase == Phase::kRunning) {
+      // A worker took the call up after StopTask found it parked: the turn
+      // is the worker's, and it sees the stop as soon as the step in flight
+      // returns. Ending it here would pull the call from under the turn.
+      task.stop_requested.store(true, std::memory_order_release);
+      return;
+    }
     task.phase = Phase::kEnded;
     call = std::move(task.call_);
     generator = std::move(task.generator_);
@@ -297,10 +304,10 @@ void Executor::StopTask(Task& base) {
       case Phase::kRunnable:
       case Phase::kBlocked:
       case Phase::kSleeping:
-        break;  // parked: end it here and now
+        break;  // parked: end it here and now (unless a worker takes it first)
     }
   }
-  End(task);
+  End(task, Ender::kStopper);
 }
 
 void Executor::ResumeTask(Task& base) {

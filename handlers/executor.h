@@ -58,11 +58,12 @@ struct ExecutorOptions {
 // Only the worker running a turn (kRunning) touches the generator. A
 // StopTask that finds the task parked (kPending, kRunnable, kBlocked,
 // kSleeping) ends it at once, on the stopping thread: the generator is
-// released there and then, before StopTask returns. A StopTask during a
-// turn is seen by the worker as soon as the step in flight returns; no
-// further step is started. Admission never blocks: a call is given a slot,
-// queued, or refused at once. A queued call that is stopped leaves the
-// queue at once and never starts.
+// released there and then, before StopTask returns, unless a worker took
+// the task up in the instant between (then it is that turn's). A StopTask
+// during a turn is seen by the worker as soon as the step in flight
+// returns; no further step is started. Admission never blocks: a call is
+// given a slot, queued, or refused at once. A queued call that is stopped
+// leaves the queue at once and never starts.
 //
 // Lock order: a task's mutex may be held while taking the executor's; the
 // executor never calls into a task or a call while holding its own.
@@ -148,8 +149,12 @@ class Executor final : public CallDriver {
   // kSleeping until `wake_at`), unless it was stopped or resumed meanwhile.
   void Park(const std::shared_ptr<GeneratorTask>& task, Phase phase, absl::Time wake_at);
   // End: `task` is over: release its generator, free its slot, and tell its
-  // call. Returns at once if it had already ended.
-  void End(GeneratorTask& task);
+  // call. Returns at once if it had already ended. kWorker: the worker
+  // running its turn ends it. kStopper: StopTask found it parked; if a
+  // worker has taken it up since (its lock was released in between), the
+  // stop is left to that worker instead.
+  enum class Ender { kWorker, kStopper };
+  void End(GeneratorTask& task, Ender ender);
   // Sleep: `task` (now kSleeping) is due at `wake_at`.
   void Sleep(const std::shared_ptr<GeneratorTask>& task, absl::Time wake_at);
 

@@ -3,6 +3,7 @@
 #include <atomic>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "gmock/gmock.h"
@@ -205,6 +206,43 @@ TEST_F(ExecutorTest, SleepingCallIsResumedWhileTheOtherWorkerIsStuckInAStep) {
   EXPECT_TRUE(sink.finish_status()->ok());
   EXPECT_EQ(sink.written().size(), 6u);
   (*hanging)->Cancel(EndCause::kClientCancelled);
+}
+
+TEST_F(ExecutorTest, CancelsRacingTheWorkersThatResumeCallsEndEachCallOnce) {
+  // Paced calls are resumed all the time (every 200 us); cancels come from
+  // other threads meanwhile. A cancel that finds a call parked ends it on
+  // its own thread, and must not end one a worker has just taken up: every
+  // generator is released exactly once, and no turn runs on an ended call.
+  Start(ExecutorOptions{2, 256, 0});
+  constexpr int kCalls = 200;
+  for (int round = 0; round < 5; ++round) {
+    std::vector<std::shared_ptr<StreamCall>> calls;
+    for (int i = 0; i < kCalls; ++i) {
+      auto prepared = model_.Prepare(
+          "synthetic", MakeRequest("synthetic", "",
+                                   {{"tokens", IntParam(1000000)},
+                                    {"token_interval_us", IntParam(200)}}));
+      ASSERT_TRUE(prepared.ok());
+      sinks_.push_back(std::make_unique<FakeStreamSink>(/*auto_complete=*/true));
+      CallOptions options;
+      options.model = "synthetic";
+      auto call = StreamCall::Create(options, &timers_, &stats_, sinks_.back().get(), nullptr);
+      sinks_.back()->set_call(call);
+      ASSERT_TRUE(executor_->Admit(call, *std::move(prepared)).ok());
+      calls.push_back(call);
+    }
+    ASSERT_TRUE(model_.stats().WaitForStarted((round + 1) * kCalls, kWait));
+    std::vector<std::thread> cancellers;
+    for (int t = 0; t < 4; ++t) {
+      cancellers.emplace_back([&calls, t] {
+        for (int i = t; i < kCalls; i += 4) calls[i]->Cancel(EndCause::kClientCancelled);
+      });
+    }
+    for (std::thread& t : cancellers) t.join();
+    ASSERT_TRUE(executor_->WaitIdle(absl::Now() + kWait));
+    EXPECT_EQ(model_.stats().live(), 0);
+    EXPECT_EQ(model_.stats().released(), model_.stats().started());
+  }
 }
 
 TEST_F(ExecutorTest, StopReturnsFalseWhenAWorkerNeverReturns) {

@@ -62,7 +62,8 @@ struct BenchConfig {
   int paced_streams = 10000;
   int scale_streams = 50000;
   int scale_channels = 100;
-  absl::Duration scale_hold = absl::Seconds(3);
+  absl::Duration scale_hold = absl::Seconds(3);        // paced_streams
+  absl::Duration scale_hold_large = absl::Seconds(5);  // scale_streams
   absl::Duration scale_open_timeout = absl::Seconds(120);
   // Half of the 80 us per chunk measured before issue 10.
   double paced_cpu_per_chunk_target_us = 40;

@@ -82,6 +82,7 @@ BenchConfig BenchConfig::Quick() {
   c.scale_streams = 5000;
   c.scale_channels = 20;
   c.scale_hold = absl::Seconds(2);
+  c.scale_hold_large = absl::Seconds(2);
   c.abandon_reps = 1;
   c.abandon_stayers = 16;
   c.abandon_tokens = 100;

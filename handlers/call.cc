@@ -266,7 +266,7 @@ void Call::Apply(AfterUnlock& after) {
   // The driver first: freeing the model's resources is the point of stopping.
   if (after.stop_driver && driver_ != nullptr) driver_->StopTask(*task_);
   if (after.budget_release > 0) options_.output_budget->Remove(after.budget_release);
-  if (after.write != nullptr) StartWriteUnlocked(*after.write);
+  if (after.write != nullptr) StartWriteUnlocked(*after.write, after.write_buffer_hint);
   if (after.try_cancel) {
     // Finish is held back until TryCancel returns, so the RPC (and its
     // context) cannot complete underneath it.
@@ -277,7 +277,7 @@ void Call::Apply(AfterUnlock& after) {
       hold_finish_ = false;
       PumpLocked(pumped);
     }
-    if (pumped.write != nullptr) StartWriteUnlocked(*pumped.write);
+    if (pumped.write != nullptr) StartWriteUnlocked(*pumped.write, pumped.write_buffer_hint);
     if (pumped.finish.has_value()) after.finish = std::move(pumped.finish);
   }
   if (after.resume_driver && driver_ != nullptr) driver_->ResumeTask(*task_);
@@ -357,6 +357,9 @@ void StreamCall::PumpLocked(AfterUnlock& after) {
     write_starting_ = true;
     write_started_at_ = absl::Now();
     after.write = &pending_.front();
+    // Whatever waits behind it is written from its OnWriteDone: the
+    // transport may hold this one back until the last of them.
+    after.write_buffer_hint = pending_.size() > 1;
     return;
   }
   if (finish_status_.has_value() && !hold_finish_) {
@@ -365,10 +368,11 @@ void StreamCall::PumpLocked(AfterUnlock& after) {
   }
 }
 
-void StreamCall::StartWriteUnlocked(const v1::PredictChunk& first) {
+void StreamCall::StartWriteUnlocked(const v1::PredictChunk& first, bool first_buffer_hint) {
   const v1::PredictChunk* chunk = &first;
+  bool buffer_hint = first_buffer_hint;
   while (chunk != nullptr) {
-    sink_->StartWrite(chunk);
+    sink_->StartWrite(chunk, buffer_hint);
     AfterUnlock after;
     {
       MutexLock lock(&mu_);
@@ -379,6 +383,7 @@ void StreamCall::StartWriteUnlocked(const v1::PredictChunk& first) {
     // The next write in a loop rather than by recursion: a client that keeps
     // up could otherwise nest one frame per buffered chunk.
     chunk = std::exchange(after.write, nullptr);
+    buffer_hint = after.write_buffer_hint;
     Apply(after);
   }
 }
@@ -490,6 +495,34 @@ void StreamCall::CheckStall() {
     }
   }
   Apply(after);
+}
+
+v1::PredictChunk& StreamCall::MessageQueue::emplace_back() {
+  if (!has_front_) {
+    has_front_ = true;
+    return front_;
+  }
+  if (!rest_.has_value()) rest_.emplace();
+  return rest_->emplace_back();
+}
+
+void StreamCall::MessageQueue::pop_front() {
+  if (rest_.has_value() && !rest_->empty()) {
+    front_ = std::move(rest_->front());  // the front is no longer being written
+    rest_->pop_front();
+  } else {
+    front_.Clear();
+    has_front_ = false;
+  }
+}
+
+void StreamCall::MessageQueue::pop_back() {
+  if (rest_.has_value() && !rest_->empty()) {
+    rest_->pop_back();
+  } else {
+    front_.Clear();
+    has_front_ = false;
+  }
 }
 
 // --- UnaryCall -----------------------------------------------------------------

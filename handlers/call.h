@@ -214,6 +214,10 @@ class Call : public std::enable_shared_from_this<Call> {
     // stream's buffer and a write is already marked outstanding, so nothing
     // else writes, finishes or frees it in the meantime.
     const v1::PredictChunk* write = nullptr;
+    // write_buffer_hint: more messages wait behind `write` (see
+    // StreamSink::StartWrite): they leave in one transport write, the last
+    // one flushing.
+    bool write_buffer_hint = false;
     // finish: the status to finish the RPC with, once mu_ is released and
     // everything else here is done (last: once Finish is called the RPC may
     // complete and the sink go away). finish_called_ is already set.
@@ -244,7 +248,7 @@ class Call : public std::enable_shared_from_this<Call> {
   virtual void ArmStallCheckLocked(AfterUnlock& after) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {}
   // StartWriteUnlocked / FinishUnlocked: hand the RPC its next message or
   // its status (see AfterUnlock::write and ::finish).
-  virtual void StartWriteUnlocked(const v1::PredictChunk& chunk) {}
+  virtual void StartWriteUnlocked(const v1::PredictChunk& chunk, bool buffer_hint) {}
   virtual void FinishUnlocked(const absl::Status& status) = 0;
   virtual CallSink* sink() const = 0;
   // CheckStallUnlocked: the stall timer fired (streams).
@@ -319,7 +323,9 @@ class Call : public std::enable_shared_from_this<Call> {
 
 // StreamCall: a PredictStream call. Chunks go through a small bounded buffer
 // to the client, one write at a time; the last message carries the finish
-// reason and usage.
+// reason and usage. A message written while others wait behind it carries
+// the buffer hint, so that the chunks a model made ahead of its client leave
+// in one transport write (one system call) instead of one each.
 class StreamCall final : public Call, public BudgetWaiter {
  public:
   // `sink` must stay valid until the call finishes the RPC through it.
@@ -356,7 +362,7 @@ class StreamCall final : public Call, public BudgetWaiter {
   void ArmStallCheckLocked(AfterUnlock& after) override ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // StartWriteUnlocked: hands gRPC `chunk` (the front of pending_), then
   // finishes any completion of it that arrived before StartWrite returned.
-  void StartWriteUnlocked(const v1::PredictChunk& chunk) override;
+  void StartWriteUnlocked(const v1::PredictChunk& chunk, bool buffer_hint) override;
   void FinishUnlocked(const absl::Status& status) override { sink_->Finish(status); }
   CallSink* sink() const override { return sink_; }
   void CheckStallUnlocked() override { CheckStall(); }
@@ -378,11 +384,33 @@ class StreamCall final : public Call, public BudgetWaiter {
   void PopFrontLocked(AfterUnlock& after) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PopBackLocked(AfterUnlock& after) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
+  // MessageQueue: a FIFO of messages whose front keeps its address while
+  // messages are added behind it (gRPC reads the front while it is being
+  // written). The front lives inline and the rest in a deque made the first
+  // time two messages wait: a stream whose client keeps up (every paced
+  // stream) allocates nothing for it, where a std::deque allocates 576 bytes
+  // as it is constructed.
+  class MessageQueue {
+   public:
+    bool empty() const { return !has_front_; }
+    size_t size() const { return has_front_ ? 1 + (rest_ ? rest_->size() : 0) : 0; }
+    v1::PredictChunk& front() { return front_; }
+    v1::PredictChunk& back() { return rest_ && !rest_->empty() ? rest_->back() : front_; }
+    v1::PredictChunk& emplace_back();
+    void pop_front();
+    void pop_back();
+
+   private:
+    bool has_front_ = false;
+    v1::PredictChunk front_;
+    std::optional<std::deque<v1::PredictChunk>> rest_;
+  };
+
   StreamSink* const sink_;
   // pending_: messages not yet confirmed written; front() is being written
   // while write_in_flight_ (from the moment the write is decided, before
   // StartWrite is called outside the lock, until OnWriteDone).
-  std::deque<v1::PredictChunk> pending_ ABSL_GUARDED_BY(mu_);
+  MessageQueue pending_ ABSL_GUARDED_BY(mu_);
   size_t pending_bytes_ ABSL_GUARDED_BY(mu_) = 0;  // output bytes in pending_
   bool write_in_flight_ ABSL_GUARDED_BY(mu_) = false;
   // write_starting_: the write in flight was decided and StartWrite has not

@@ -40,7 +40,7 @@ class CallTest : public ::testing::Test {
 
   void StartExecutor(ExecutorOptions options) {
     if (executor_ != nullptr) executor_->Stop();
-    executor_ = std::make_unique<Executor>("synthetic", options, &real_timers_);
+    executor_ = std::make_unique<Executor>("synthetic", options);
     executor_->Start();
   }
 
@@ -166,6 +166,70 @@ TEST_F(CallTest, FullBufferPausesTheGenerator) {
   WaitUntilParked();
   EXPECT_EQ(model_.stats().chunks(), 6);
   EXPECT_EQ(sink.written().size(), 3u);
+}
+
+TEST_F(CallTest, ChunksWaitingBehindAWriteCarryTheBufferHintAndTheLastFlushes) {
+  FakeStreamSink sink;  // writes complete when the test says
+  CallOptions options = Options();
+  options.stream_buffer_chunks = 64;  // everything fits: the model finishes
+  auto call = Stream(Synthetic({{"tokens", IntParam(4)}}), &sink, options);
+  ASSERT_TRUE(model_.stats().WaitForReleased(1, kWait));
+  // The first chunk found the write path idle and went alone; the other
+  // three and the final message waited behind it.
+  ASSERT_EQ(sink.written().size(), 1u);
+  for (int i = 0; i < 4; ++i) sink.CompleteWrite(true);
+  ASSERT_EQ(sink.written().size(), 5u);
+  // Each message with another behind it may be held back by the transport;
+  // the last one (the final message) sends them all.
+  EXPECT_THAT(sink.buffer_hints(), ::testing::ElementsAre(false, true, true, true, false));
+  EXPECT_EQ(sink.written().back().finish_reason(), v1::FINISH_REASON_LENGTH);
+  sink.CompleteWrite(true);
+  ASSERT_TRUE(sink.finish_status().has_value());
+  EXPECT_TRUE(sink.finish_status()->ok());
+  call->OnRpcDone();
+  EXPECT_EQ(OnlySummary().cause, EndCause::kCompleted);
+}
+
+TEST_F(CallTest, CancelDropsChunksWaitingBehindAHintedWrite) {
+  FakeStreamSink sink;
+  auto call = Stream(Synthetic({{"tokens", IntParam(1000)}}), &sink);
+  WaitUntilParked();  // four chunks: one being written, three waiting
+  sink.CompleteWrite(true);
+  ASSERT_THAT(sink.buffer_hints(), ::testing::ElementsAre(false, true));
+
+  call->Cancel(EndCause::kClientCancelled);
+  EXPECT_EQ(model_.stats().live(), 0);
+  // The hinted write was handed to gRPC and completes; the two chunks
+  // behind it are dropped, and the stream finishes cancelled.
+  sink.CompleteWrite(true);
+  EXPECT_EQ(sink.written().size(), 2u);
+  ASSERT_TRUE(sink.finish_status().has_value());
+  EXPECT_EQ(sink.finish_status()->code(), absl::StatusCode::kCancelled);
+  call->OnRpcDone();
+  EXPECT_EQ(OnlySummary().cause, EndCause::kClientCancelled);
+}
+
+TEST_F(CallTest, HintedWriteThatDoesNotCompleteIsAStall) {
+  timers_ = &manual_timers_;
+  FakeStreamSink sink;
+  CallOptions options = Options();
+  options.write_stall_timeout = absl::ZeroDuration();  // any outstanding write is stalled
+  auto call = Stream(Synthetic({{"tokens", IntParam(1000)}}), &sink, options);
+  WaitUntilParked();
+  sink.CompleteWrite(true);  // the next write carries the hint and never completes
+  ASSERT_THAT(sink.buffer_hints(), ::testing::ElementsAre(false, true));
+  WaitUntilParked();
+  ASSERT_EQ(manual_timers_.pending(), 1u);
+  manual_timers_.FireOnce();
+  EXPECT_EQ(sink.try_cancels(), 1);
+  EXPECT_EQ(model_.stats().live(), 0);
+  sink.CompleteWrite(false);
+  ASSERT_TRUE(sink.finish_status().has_value());
+  EXPECT_EQ(sink.finish_status()->code(), absl::StatusCode::kCancelled);
+  EXPECT_THAT(sink.finish_status()->message(), HasSubstr("did not read"));
+  EXPECT_EQ(sink.written().size(), 2u);
+  call->OnRpcDone();
+  EXPECT_EQ(OnlySummary().cause, EndCause::kStalled);
 }
 
 TEST_F(CallTest, CancelWhileBlockedReleasesGeneratorBeforeReturning) {

@@ -42,13 +42,14 @@ void FakeStreamSink::TryCancel() {
   cv_.SignalAll();
 }
 
-void FakeStreamSink::StartWrite(const v1::PredictChunk* chunk) {
+void FakeStreamSink::StartWrite(const v1::PredictChunk* chunk, bool buffer_hint) {
   std::shared_ptr<StreamCall> call;
   {
     MutexLock lock(&mu_);
     EXPECT_FALSE(outstanding_) << "two writes outstanding";
     EXPECT_FALSE(finish_.has_value()) << "write after Finish";
     written_.push_back(*chunk);
+    buffer_hints_.push_back(buffer_hint);
     outstanding_ = true;
     max_start_write_depth_ = std::max(max_start_write_depth_, ++start_write_depth_);
     cv_.SignalAll();
@@ -120,6 +121,10 @@ bool FakeStreamSink::WaitForFinish(absl::Duration timeout) {
 std::vector<v1::PredictChunk> FakeStreamSink::written() const {
   MutexLock lock(&mu_);
   return written_;
+}
+std::vector<bool> FakeStreamSink::buffer_hints() const {
+  MutexLock lock(&mu_);
+  return buffer_hints_;
 }
 bool FakeStreamSink::write_outstanding() const {
   MutexLock lock(&mu_);

@@ -47,7 +47,7 @@ class FakeStreamSink final : public StreamSink {
   // StreamSink:
   bool IsCancelled() const override { return cancelled_; }
   void TryCancel() override;
-  void StartWrite(const v1::PredictChunk* chunk) override;
+  void StartWrite(const v1::PredictChunk* chunk, bool buffer_hint) override;
   void Finish(const absl::Status& status) override;
 
   // CompleteWrite: completes the outstanding write with `ok`. Requires one.
@@ -58,6 +58,8 @@ class FakeStreamSink final : public StreamSink {
   bool WaitForFinish(absl::Duration timeout = absl::Seconds(10));
 
   std::vector<v1::PredictChunk> written() const;  // completed and outstanding
+  // buffer_hints: for each write in written(), whether it carried the hint.
+  std::vector<bool> buffer_hints() const;
   bool write_outstanding() const;
   std::optional<absl::Status> finish_status() const;
   int try_cancels() const;
@@ -75,6 +77,7 @@ class FakeStreamSink final : public StreamSink {
   mutable CondVar cv_;
   std::shared_ptr<StreamCall> call_ ABSL_GUARDED_BY(mu_);
   std::vector<v1::PredictChunk> written_ ABSL_GUARDED_BY(mu_);
+  std::vector<bool> buffer_hints_ ABSL_GUARDED_BY(mu_);
   bool outstanding_ ABSL_GUARDED_BY(mu_) = false;
   std::optional<absl::Status> finish_ ABSL_GUARDED_BY(mu_);
   int finishes_ ABSL_GUARDED_BY(mu_) = 0;

@@ -2,6 +2,7 @@
 
 #include <pthread.h>
 
+#include <algorithm>
 #include <atomic>
 #include <exception>
 #include <utility>
@@ -64,8 +65,8 @@ class Executor::GeneratorTask final : public CallDriver::Task,
   std::list<std::shared_ptr<GeneratorTask>>::iterator waiting_pos;
 };
 
-Executor::Executor(std::string model, ExecutorOptions options, Timers* timers)
-    : model_(std::move(model)), options_(options), timers_(timers) {
+Executor::Executor(std::string model, ExecutorOptions options)
+    : model_(std::move(model)), options_(options) {
   CHECK_GE(options_.workers, 1);
   CHECK_GE(options_.max_active, 1);
   CHECK_GE(options_.queue_capacity, 0);
@@ -119,7 +120,9 @@ void Executor::RunTurn(const std::shared_ptr<GeneratorTask>& task) {
   {
     MutexLock lock(&task->mu);
     if (task->phase == Phase::kEnded) return;  // stopped while it waited in the run queue
-    if (task->phase != Phase::kPending && task->phase != Phase::kRunnable) {
+    // kSleeping: its time came (TakeDueLocked).
+    if (task->phase != Phase::kPending && task->phase != Phase::kRunnable &&
+        task->phase != Phase::kSleeping) {
       LOG(DFATAL) << "RunTurn on a task in phase " << static_cast<int>(task->phase);
       return;
     }
@@ -132,7 +135,7 @@ void Executor::RunTurn(const std::shared_ptr<GeneratorTask>& task) {
   // its turn ends here; if it never started, the model never sees it.
   if (std::optional<EndCause> why = call.StopReason()) {
     call.Cancel(*why);
-    End(*task);
+    End(*task, Ender::kWorker);
     return;
   }
   if (task->generator_ == nullptr) {
@@ -149,10 +152,14 @@ void Executor::RunTurn(const std::shared_ptr<GeneratorTask>& task) {
     }
     if (!started.ok()) {
       call.Fail(started.status());
-      End(*task);
+      End(*task, Ender::kWorker);
       return;
     }
     task->generator_ = *std::move(started);
+    // Predict has taken what the prepared call held; keeping it for the
+    // call's life would only hold memory (most of a paced stream's life is
+    // spent asleep).
+    task->prepared_.reset();
   }
 
   const absl::Time slice_end = absl::Now() + kTurnSlice;
@@ -205,7 +212,7 @@ void Executor::RunTurn(const std::shared_ptr<GeneratorTask>& task) {
     }
     break;  // the call is over: done, failed or stopped
   }
-  End(*task);
+  End(*task, Ender::kWorker);
 }
 
 void Executor::Park(const std::shared_ptr<GeneratorTask>& task, Phase phase, absl::Time wake_at) {
@@ -224,37 +231,50 @@ void Executor::Park(const std::shared_ptr<GeneratorTask>& task, Phase phase, abs
   }
   switch (phase) {
     case Phase::kEnded:
-      End(*task);
+      End(*task, Ender::kWorker);
       break;
     case Phase::kRunnable:
       Schedule(task);
       break;
     case Phase::kSleeping:
-      timers_->RunAt(wake_at, [this, weak = std::weak_ptr<GeneratorTask>(task)] {
-        if (std::shared_ptr<GeneratorTask> task = weak.lock()) Wake(task);
-      });
+      Sleep(task, wake_at);
       break;
     default:
       break;  // kBlocked: ResumeTask schedules it
   }
 }
 
-void Executor::Wake(const std::shared_ptr<GeneratorTask>& task) {
+void Executor::Sleep(const std::shared_ptr<GeneratorTask>& task, absl::Time wake_at) {
+  IdleWorker* nudge = nullptr;
   {
-    MutexLock lock(&task->mu);
-    if (task->phase != Phase::kSleeping) return;
-    task->phase = Phase::kRunnable;
+    MutexLock lock(&mu_);
+    const bool earliest = sleeping_.empty() || wake_at < sleeping_.top().wake_at;
+    sleeping_.push(Sleeper{wake_at, next_sleeper_seq_++, task});
+    if (timer_keeper_ != nullptr) {
+      // The keeper waits for a later time: it must look again.
+      if (earliest) nudge = timer_keeper_;
+    } else if (!idle_.empty()) {
+      nudge = idle_.back();  // it takes the keeper's role
+    }
+    // Otherwise every worker is busy; the first to look for work sees it.
   }
-  Schedule(task);
+  if (nudge != nullptr) nudge->cv.Signal();
 }
 
-void Executor::End(GeneratorTask& task) {
+void Executor::End(GeneratorTask& task, Ender ender) {
   std::shared_ptr<Call> call;
   std::unique_ptr<EncodedGenerator> generator;
   std::unique_ptr<PreparedCall> prepared;
   {
     MutexLock lock(&task.mu);
     if (task.phase == Phase::kEnded) return;
+    if (ender == Ender::kStopper && task.phase == Phase::kRunning) {
+      // A worker took the call up after StopTask found it parked: the turn
+      // is the worker's, and it sees the stop as soon as the step in flight
+      // returns. Ending it here would pull the call from under the turn.
+      task.stop_requested.store(true, std::memory_order_release);
+      return;
+    }
     task.phase = Phase::kEnded;
     call = std::move(task.call_);
     generator = std::move(task.generator_);
@@ -284,10 +304,10 @@ void Executor::StopTask(Task& base) {
       case Phase::kRunnable:
       case Phase::kBlocked:
       case Phase::kSleeping:
-        break;  // parked: end it here and now
+        break;  // parked: end it here and now (unless a worker takes it first)
     }
   }
-  End(task);
+  End(task, Ender::kStopper);
 }
 
 void Executor::ResumeTask(Task& base) {
@@ -328,10 +348,52 @@ void Executor::Schedule(std::shared_ptr<GeneratorTask> task) {
 
 Executor::IdleWorker* Executor::WakeOneLocked() {
   if (idle_.empty()) return nullptr;  // a busy worker takes the call after its turn
-  IdleWorker* idle = idle_.back();
-  idle_.pop_back();
+  // The timer keeper only if no other worker is idle: it keeps its watch.
+  auto it = idle_.end() - 1;
+  if (*it == timer_keeper_ && idle_.size() > 1) --it;
+  IdleWorker* idle = *it;
+  idle_.erase(it);
   idle->woken = true;
   return idle;
+}
+
+int Executor::TakeDueLocked(absl::Time now) {
+  int due = 0;
+  while (!sleeping_.empty() && sleeping_.top().wake_at <= now) {
+    // Still kSleeping: nothing else moves a sleeping task, and a stopped one
+    // (kEnded, or gone) is skipped by RunTurn or here.
+    if (std::shared_ptr<GeneratorTask> task = sleeping_.top().task.lock()) {
+      runnable_.push_back(std::move(task));
+      ++due;
+    }
+    sleeping_.pop();
+  }
+  return due;
+}
+
+void Executor::WaitForWorkLocked(IdleWorker* idle) {
+  idle->woken = false;
+  idle_.push_back(idle);
+  while (!idle->woken && !stopping_) {
+    if (timer_keeper_ == nullptr && !sleeping_.empty()) timer_keeper_ = idle;
+    if (timer_keeper_ != idle) {
+      idle->cv.Wait(&mu_);
+      continue;
+    }
+    if (sleeping_.empty()) {
+      timer_keeper_ = nullptr;
+      continue;
+    }
+    // Late by up to kTimerSlack, never early: what falls due meanwhile is
+    // taken by the same wake-up.
+    const absl::Time due = sleeping_.top().wake_at + kTimerSlack;
+    if (absl::Now() >= due || idle->cv.WaitWithDeadline(&mu_, due)) break;
+  }
+  if (timer_keeper_ == idle) timer_keeper_ = nullptr;
+  if (!idle->woken) {
+    // It left the idle stack by itself (its time came, or the executor stops).
+    idle_.erase(std::find(idle_.begin(), idle_.end(), idle));
+  }
 }
 
 void Executor::Leave(GeneratorTask& task) {
@@ -452,6 +514,10 @@ void Executor::WorkerLoop(IdleWorker* idle) {
   bool ran_turn = false;
   while (true) {
     std::shared_ptr<GeneratorTask> task;
+    // Workers to signal after unlocking: one woken to share the calls that
+    // came due, one to keep the time for the sleepers.
+    IdleWorker* helper = nullptr;
+    IdleWorker* keeper = nullptr;
     {
       MutexLock lock(&mu_);
       if (ran_turn) {
@@ -460,10 +526,14 @@ void Executor::WorkerLoop(IdleWorker* idle) {
         --busy_;
         if (busy_ == 0 && runnable_.empty()) idle_cv_.SignalAll();
       }
-      while (runnable_.empty() && !stopping_) {
-        idle->woken = false;
-        idle_.push_back(idle);
-        while (!idle->woken) idle->cv.Wait(&mu_);
+      while (true) {
+        // Sleepers whose time came join the run queue first. When several
+        // did, an idle worker shares them.
+        if (!sleeping_.empty() && TakeDueLocked(absl::Now()) > 1 && helper == nullptr) {
+          helper = WakeOneLocked();
+        }
+        if (!runnable_.empty() || stopping_) break;
+        WaitForWorkLocked(idle);
       }
       if (runnable_.empty()) {
         --live_workers_;
@@ -473,7 +543,14 @@ void Executor::WorkerLoop(IdleWorker* idle) {
       task = std::move(runnable_.front());
       runnable_.pop_front();
       ++busy_;
+      // This worker may have been the timer keeper: if sleepers wait and
+      // another worker is idle, that one keeps the time now.
+      if (timer_keeper_ == nullptr && !sleeping_.empty() && !idle_.empty()) {
+        keeper = idle_.back();
+      }
     }
+    if (helper != nullptr) helper->cv.Signal();
+    if (keeper != nullptr) keeper->cv.Signal();
     RunTurn(task);
     task.reset();  // may destroy the task: outside the lock
     ran_turn = true;

@@ -1,6 +1,9 @@
 #include "handlers/executor.h"
 
+#include <atomic>
 #include <memory>
+#include <string>
+#include <thread>
 #include <vector>
 
 #include "gmock/gmock.h"
@@ -24,7 +27,7 @@ constexpr absl::Duration kWait = absl::Seconds(20);
 class ExecutorTest : public ::testing::Test {
  protected:
   void Start(ExecutorOptions options) {
-    executor_ = std::make_unique<Executor>("synthetic", options, &timers_);
+    executor_ = std::make_unique<Executor>("synthetic", options);
     executor_->Start();
   }
 
@@ -121,12 +124,133 @@ TEST_F(ExecutorTest, CancelAllEndsQueuedAndActiveCalls) {
   }
 }
 
+// PacedModel: each generator emits `chunks` chunks, chunk i at start + i *
+// interval (Step::WaitUntil in between), and counts a step that comes before
+// the time it asked for.
+class PacedModel final : public Model<int, int> {
+ public:
+  PacedModel(int chunks, absl::Duration interval) : chunks_(chunks), interval_(interval) {}
+  absl::StatusOr<int> Decode(const Request&) const override { return 0; }
+  absl::StatusOr<std::unique_ptr<Generator<int>>> Predict(int,
+                                                          const CancellationToken&) override {
+    return std::unique_ptr<Generator<int>>(std::make_unique<Gen>(this));
+  }
+  absl::StatusOr<std::string> Encode(int i) const override { return std::to_string(i); }
+  int early() const { return early_.load(); }
+
+ private:
+  struct Gen final : public Generator<int> {
+    explicit Gen(PacedModel* m) : model(m), start(absl::Now()) {}
+    Step<int> Next() override {
+      if (next == model->chunks_) return Step<int>::Done();
+      const absl::Time due = start + next * model->interval_;
+      const absl::Time now = absl::Now();
+      if (now < due) {
+        if (waited) ++model->early_;  // resumed before its time
+        waited = true;
+        return Step<int>::WaitUntil(due);
+      }
+      waited = false;
+      return Step<int>::Chunk(next++);
+    }
+    PacedModel* const model;
+    const absl::Time start;
+    int next = 0;
+    bool waited = false;
+  };
+  const int chunks_;
+  const absl::Duration interval_;
+  std::atomic<int> early_{0};
+};
+
+TEST_F(ExecutorTest, SleepingCallsAreResumedByTheWorkersOnTimeAndNeverEarly) {
+  Start(ExecutorOptions{2, 64, 0});
+  PacedModel paced(/*chunks=*/5, absl::Milliseconds(5));
+  constexpr int kCalls = 40;
+  std::vector<std::shared_ptr<StreamCall>> calls;
+  for (int i = 0; i < kCalls; ++i) {
+    auto prepared = paced.Prepare("paced", MakeRequest("paced", ""));
+    ASSERT_TRUE(prepared.ok());
+    sinks_.push_back(std::make_unique<FakeStreamSink>(/*auto_complete=*/true));
+    CallOptions options;
+    options.model = "paced";
+    auto call = StreamCall::Create(options, &timers_, &stats_, sinks_.back().get(), nullptr);
+    sinks_.back()->set_call(call);
+    ASSERT_TRUE(executor_->Admit(call, *std::move(prepared)).ok());
+    calls.push_back(call);
+  }
+  for (auto& sink : sinks_) {
+    ASSERT_TRUE(sink->WaitForFinish(kWait));
+    EXPECT_TRUE(sink->finish_status()->ok());
+    EXPECT_EQ(sink->written().size(), 6u);  // five chunks and the final message
+  }
+  EXPECT_EQ(paced.early(), 0);
+}
+
+TEST_F(ExecutorTest, SleepingCallIsResumedWhileTheOtherWorkerIsStuckInAStep) {
+  Start(ExecutorOptions{2, 4, 0});
+  auto hanging = AdmitHanging();  // holds one worker until cancelled
+  ASSERT_TRUE(hanging.ok());
+  ASSERT_TRUE(model_.stats().WaitForStarted(1, kWait));
+  auto prepared = model_.Prepare(
+      "synthetic", MakeRequest("synthetic", "",
+                               {{"tokens", IntParam(5)}, {"token_interval_us", IntParam(10000)}}));
+  ASSERT_TRUE(prepared.ok());
+  FakeStreamSink sink(/*auto_complete=*/true);
+  CallOptions options;
+  options.model = "synthetic";
+  auto paced = StreamCall::Create(options, &timers_, &stats_, &sink, nullptr);
+  sink.set_call(paced);
+  ASSERT_TRUE(executor_->Admit(paced, *std::move(prepared)).ok());
+  ASSERT_TRUE(sink.WaitForFinish(kWait));
+  EXPECT_TRUE(sink.finish_status()->ok());
+  EXPECT_EQ(sink.written().size(), 6u);
+  (*hanging)->Cancel(EndCause::kClientCancelled);
+}
+
+TEST_F(ExecutorTest, CancelsRacingTheWorkersThatResumeCallsEndEachCallOnce) {
+  // Paced calls are resumed all the time (every 200 us); cancels come from
+  // other threads meanwhile. A cancel that finds a call parked ends it on
+  // its own thread, and must not end one a worker has just taken up: every
+  // generator is released exactly once, and no turn runs on an ended call.
+  Start(ExecutorOptions{2, 256, 0});
+  constexpr int kCalls = 200;
+  for (int round = 0; round < 5; ++round) {
+    std::vector<std::shared_ptr<StreamCall>> calls;
+    for (int i = 0; i < kCalls; ++i) {
+      auto prepared = model_.Prepare(
+          "synthetic", MakeRequest("synthetic", "",
+                                   {{"tokens", IntParam(1000000)},
+                                    {"token_interval_us", IntParam(200)}}));
+      ASSERT_TRUE(prepared.ok());
+      sinks_.push_back(std::make_unique<FakeStreamSink>(/*auto_complete=*/true));
+      CallOptions options;
+      options.model = "synthetic";
+      auto call = StreamCall::Create(options, &timers_, &stats_, sinks_.back().get(), nullptr);
+      sinks_.back()->set_call(call);
+      ASSERT_TRUE(executor_->Admit(call, *std::move(prepared)).ok());
+      calls.push_back(call);
+    }
+    ASSERT_TRUE(model_.stats().WaitForStarted((round + 1) * kCalls, kWait));
+    std::vector<std::thread> cancellers;
+    for (int t = 0; t < 4; ++t) {
+      cancellers.emplace_back([&calls, t] {
+        for (int i = t; i < kCalls; i += 4) calls[i]->Cancel(EndCause::kClientCancelled);
+      });
+    }
+    for (std::thread& t : cancellers) t.join();
+    ASSERT_TRUE(executor_->WaitIdle(absl::Now() + kWait));
+    EXPECT_EQ(model_.stats().live(), 0);
+    EXPECT_EQ(model_.stats().released(), model_.stats().started());
+  }
+}
+
 TEST_F(ExecutorTest, StopReturnsFalseWhenAWorkerNeverReturns) {
   // A model step that ignores cancellation cannot be interrupted; Stop must
   // still return by its deadline (and say so). The stuck worker outlives
   // the test body, so everything it touches is leaked on purpose (held by
   // static pointers, so leak checkers see it as reachable).
-  static Executor* stuck = new Executor("stuck", ExecutorOptions{1, 1, 0}, &timers_);
+  static Executor* stuck = new Executor("stuck", ExecutorOptions{1, 1, 0});
   stuck->Start();
   struct Forever final : public Model<int, int> {
     Notification entered, release, released;

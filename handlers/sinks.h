@@ -27,7 +27,12 @@ class CallSink {
 // which the sink is not used again.
 class StreamSink : public CallSink {
  public:
-  virtual void StartWrite(const v1::PredictChunk* chunk) = 0;
+  // StartWrite: sends `chunk`. `buffer_hint`: another message is already
+  // waiting behind this one and will be written from its OnWriteDone, so
+  // the transport may hold this one back and send both in one write
+  // (grpc::WriteOptions::set_buffer_hint). A write without the hint sends
+  // everything held back.
+  virtual void StartWrite(const v1::PredictChunk* chunk, bool buffer_hint) = 0;
   virtual void Finish(const absl::Status& status) = 0;
 };
 

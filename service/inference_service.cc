@@ -136,9 +136,13 @@ class PredictStreamReactor final : public grpc::ServerWriteReactor<v1::PredictCh
       SLUICE_HAPPENS_BEFORE(reactor_);
       reactor_->core_.context()->TryCancel();
     }
-    void StartWrite(const v1::PredictChunk* chunk) override {
+    void StartWrite(const v1::PredictChunk* chunk, bool buffer_hint) override {
       SLUICE_HAPPENS_BEFORE(reactor_);  // the chunk is ready before gRPC reads it
-      reactor_->StartWrite(chunk);
+      if (buffer_hint) {
+        reactor_->StartWrite(chunk, grpc::WriteOptions().set_buffer_hint());
+      } else {
+        reactor_->StartWrite(chunk);
+      }
     }
     void Finish(const absl::Status& status) override {
       SLUICE_HAPPENS_BEFORE(reactor_);

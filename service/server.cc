@@ -8,6 +8,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "glog/logging.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
@@ -129,6 +130,12 @@ Server::Server(ServerOptions options, ModelRegistry registry)
 absl::StatusOr<std::unique_ptr<Server>> Server::Start(ServerOptions options,
                                                       ModelRegistry registry) {
   if (absl::Status s = Validate(options); !s.ok()) return s;
+  // Debian's Abseil is built with its debug checks, and gRPC's mutexes are
+  // absl::Mutex: every lock and unlock records the lock in a process-wide
+  // graph behind one global lock (deadlock detection), on every thread and
+  // every message. sluice's own locks are not absl::Mutex; the check is for
+  // gRPC's internal lock order, which its own tests cover.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   if (registry.empty()) return absl::InvalidArgumentError("no models are registered");
   for (const auto& entry : options.model_overrides) {
     if (registry.Find(entry.first) == nullptr) {
@@ -187,7 +194,7 @@ absl::Status Server::Init() {
                          " runs one generator per call: max_batch, max_sequences, "
                          "batch_wait_us and max_state_bytes apply to batched models only"));
       }
-      served.executor = std::make_unique<Executor>(name, model_options.executor, timers_.get());
+      served.executor = std::make_unique<Executor>(name, model_options.executor);
       served.executor->Start();
     } else {
       return absl::InvalidArgumentError(absl::StrCat(

@@ -5,7 +5,6 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "handlers/call_testing.h"
 
 namespace sluice {
 namespace {
@@ -34,11 +33,10 @@ class MetricsTest : public ::testing::Test {
   void Add(const std::string& name, ExecutorOptions options) {
     ServedModel& served = models_[name];
     served.name = name;
-    served.executor = std::make_unique<Executor>(name, options, &timers_);
+    served.executor = std::make_unique<Executor>(name, options);
     served.stats = std::make_unique<ModelStats>(name);
   }
 
-  testing::ManualTimers timers_;
   std::map<std::string, ServedModel, std::less<>> models_;
 
  protected:

@@ -58,5 +58,26 @@ TEST(ScaleTest, ManyOpenStreamsAreServedAndCancellableWithoutAThreadEach) {
   ASSERT_TRUE(server.stats().WaitForEndedTotal(kStreams, kWait));
 }
 
+TEST(ScaleTest, ShutdownWhileManyPacedStreamsAreBeingCancelled) {
+  // Paced streams keep the executor's sleepers and its timer keeper busy;
+  // the clients cancel every stream and the server shuts down while the
+  // cancels are still arriving.
+  for (int round = 0; round < 3; ++round) {
+    TestServer server(ManySlots());
+    LoadOptions options;
+    options.target = server.target();
+    options.streams = kStreams;
+    options.channels = 5;
+    options.request = Synthetic({{"tokens", 1000000}, {"token_interval_us", 5000}}, "storm-");
+    StreamLoad load(options);
+    load.Start();
+    ASSERT_TRUE(load.WaitForFirstChunks(kStreams, absl::Now() + kWait));
+    load.CancelAll();
+    EXPECT_TRUE(server.server().Shutdown(absl::ZeroDuration()));
+    ASSERT_TRUE(load.WaitDone(kStreams, absl::Now() + kWait));
+    EXPECT_EQ(server.synthetic().stats().live(), 0);
+  }
+}
+
 }  // namespace
 }  // namespace sluice::testing

@@ -76,4 +76,26 @@ std::optional<ThreadsRunTime> ReadThreadsRunTime(pid_t pid, absl::string_view na
   return ThreadsRunTime{absl::Nanoseconds(all_ns), absl::Nanoseconds(named_ns)};
 }
 
+int64_t ReadContextSwitches(pid_t pid) {
+  const std::string tasks = absl::StrCat("/proc/", pid, "/task");
+  DIR* dir = opendir(tasks.c_str());
+  if (dir == nullptr) return 0;
+  int64_t total = 0;
+  while (const dirent* entry = readdir(dir)) {
+    if (entry->d_name[0] == '.') continue;
+    std::ifstream status(absl::StrCat(tasks, "/", entry->d_name, "/status"));
+    std::string line;
+    while (std::getline(status, line)) {
+      absl::string_view rest = line;
+      if (absl::ConsumePrefix(&rest, "voluntary_ctxt_switches:") ||
+          absl::ConsumePrefix(&rest, "nonvoluntary_ctxt_switches:")) {
+        int64_t n = 0;
+        if (absl::SimpleAtoi(absl::StripAsciiWhitespace(rest), &n)) total += n;
+      }
+    }
+  }
+  closedir(dir);
+  return total;
+}
+
 }  // namespace sluice

@@ -43,6 +43,11 @@ struct ThreadsRunTime {
 // if unreadable.
 std::optional<ThreadsRunTime> ReadThreadsRunTime(pid_t pid, absl::string_view name_prefix);
 
+// ReadContextSwitches: the voluntary and involuntary context switches of
+// every live thread of `pid` so far (the same caveat about exiting threads
+// as above); 0 if unreadable.
+int64_t ReadContextSwitches(pid_t pid);
+
 }  // namespace sluice
 
 #endif  // SLUICE_TOOLS_PROC_STATS_H_

@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <sys/inotify.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -156,5 +157,15 @@ absl::StatusOr<std::string> WaitForFile(const std::string& path, Subprocess& pro
 
 std::string Subprocess::Stdout() const { return ReadFile(stdout_path_); }
 std::string Subprocess::Stderr() const { return ReadFile(stderr_path_); }
+
+int64_t RaiseOpenFileLimit() {
+  rlimit limit;
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return -1;
+  if (limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &limit) != 0) getrlimit(RLIMIT_NOFILE, &limit);
+  }
+  return static_cast<int64_t>(limit.rlim_cur);
+}
 
 }  // namespace sluice

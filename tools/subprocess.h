@@ -46,6 +46,11 @@ class Subprocess {
 absl::StatusOr<std::string> WaitForFile(const std::string& path, Subprocess& process,
                                         absl::Duration timeout);
 
+// RaiseOpenFileLimit: raises this process's soft limit on open files to its
+// hard limit (children started afterwards inherit it), for tools that open
+// many connections. Returns the limit now in force.
+int64_t RaiseOpenFileLimit();
+
 // RunfilePath: the path of a data dependency, e.g. "client/sluice_cli".
 std::string RunfilePath(const std::string& workspace_relative);
 

@@ -48,14 +48,27 @@ struct BenchConfig {
   absl::Duration throughput_warmup = absl::Milliseconds(300);
   absl::Duration throughput_window = absl::Seconds(2);
 
+  // Cost per message in counts (instructions, syscalls, context switches):
+  // messages per stream at 1 stream and at 64 streams.
+  int64_t cost_tokens_1 = 20000;
+  int64_t cost_tokens_64 = 400;
+
   // Time to first chunk at 1, 100 and 1000 concurrent streams.
   int ttfc_serial_calls = 300;  // at 1: calls one after another, per server
-  int ttfc_rounds_100 = 5;      // bursts of 100, per server
-  int ttfc_rounds_1000 = 3;     // bursts of 1000, per server
+  int ttfc_rounds_100 = 10;     // bursts of 100, per server
+  int ttfc_rounds_1000 = 5;     // bursts of 1000, per server
 
-  // Scale.
-  int scale_streams = 10000;
-  absl::Duration scale_hold = absl::Seconds(3);
+  // Paced streams and scale: streams of a chunk a second over
+  // scale_channels connections; what each costs at paced_streams, whether
+  // all are served at scale_streams.
+  int paced_streams = 10000;
+  int scale_streams = 50000;
+  int scale_channels = 100;
+  absl::Duration scale_hold = absl::Seconds(3);        // paced_streams
+  absl::Duration scale_hold_large = absl::Seconds(5);  // scale_streams
+  absl::Duration scale_open_timeout = absl::Seconds(120);
+  // Half of the 80 us per chunk measured before issue 10.
+  double paced_cpu_per_chunk_target_us = 40;
 
   // Abandonment tax.
   int abandon_reps = 3;
@@ -115,6 +128,9 @@ void RunScale(const BenchConfig& config, Report& report);
 // spends after a client's cancel, against a stream that ends normally.
 void RunServerProcessWaste(const BenchConfig& config, Report& report);
 void RunAbandonment(const BenchConfig& config, Report& report);
+
+// Instructions, syscalls and context switches per message (sections_cost.cc).
+void RunCost(const BenchConfig& config, Report& report);
 
 // Continuous batching (sections_batch.cc).
 void RunBatching(const BenchConfig& config, Report& report);

@@ -37,6 +37,8 @@
 #include "tools/benchmark/bench_stats.h"
 #include "tools/benchmark/report.h"
 #include "tools/benchmark/sections.h"
+#include "tools/load/load_processes.h"
+#include "tools/subprocess.h"
 
 ABSL_FLAG(bool, quick, false, "Smaller sections: about a minute instead of several.");
 ABSL_FLAG(std::string, out, "", "Directory for the results (default benchmarks, or .bench/quick).");
@@ -44,8 +46,8 @@ ABSL_FLAG(std::string, sluice_server, "bazel-bin/service/sluice_server", "The st
 ABSL_FLAG(std::string, raw_server, "bazel-bin/tools/benchmark/raw_stream_server",
           "The raw gRPC baseline server.");
 ABSL_FLAG(std::vector<std::string>, sections,
-          std::vector<std::string>({"waste", "throughput", "first_chunk", "scale", "abandon",
-                                    "queue", "batch", "torch"}),
+          std::vector<std::string>({"waste", "throughput", "cost", "first_chunk", "scale",
+                                    "abandon", "queue", "batch", "torch"}),
           "Sections to run, comma-separated.");
 ABSL_FLAG(std::string, tinylm, "models/tinylm/tinylm.pt", "tinylm, for the torch section.");
 ABSL_FLAG(std::string, torch_peer, "tools/benchmark/torch_peer.py",
@@ -74,11 +76,16 @@ BenchConfig BenchConfig::Quick() {
   c.concurrent_rounds = 1;
   c.throughput_reps = 2;
   c.throughput_window = absl::Seconds(1);
+  c.cost_tokens_1 = 5000;
+  c.cost_tokens_64 = 100;
   c.ttfc_serial_calls = 100;
   c.ttfc_rounds_100 = 2;
   c.ttfc_rounds_1000 = 1;
-  c.scale_streams = 2000;
+  c.paced_streams = 2000;
+  c.scale_streams = 5000;
+  c.scale_channels = 20;
   c.scale_hold = absl::Seconds(2);
+  c.scale_hold_large = absl::Seconds(2);
   c.abandon_reps = 1;
   c.abandon_stayers = 16;
   c.abandon_tokens = 100;
@@ -208,8 +215,12 @@ int Run() {
       absl::StrSplit(absl::GetFlag(FLAGS_throughput_server_args), ' ', absl::SkipWhitespace());
   std::string out = absl::GetFlag(FLAGS_out);
   if (out.empty()) out = config.quick ? ".bench/quick" : "benchmarks";
-  for (const std::string& dir : {std::string(".bench"), out}) mkdir(dir.c_str(), 0755);
-  config.work_dir = out;
+  // Port files, profiles and the load's client directories go to a scratch
+  // directory, not beside the results.
+  for (const std::string& dir : {std::string(".bench"), std::string(".bench/work"), out}) {
+    mkdir(dir.c_str(), 0755);
+  }
+  config.work_dir = ".bench/work";
   for (const std::string& binary : {config.sluice_server, config.raw_server}) {
     if (access(binary.c_str(), X_OK) != 0) {
       std::fprintf(stderr,
@@ -219,6 +230,9 @@ int Run() {
       return 2;
     }
   }
+  // The scale section opens many connections, in this process and in the
+  // servers it starts (which inherit the limit).
+  RaiseOpenFileLimit();
   const std::vector<std::string> sections = absl::GetFlag(FLAGS_sections);
   auto wanted = [&](const std::string& name) {
     return std::find(sections.begin(), sections.end(), name) != sections.end();
@@ -241,6 +255,10 @@ int Run() {
   if (wanted("throughput") || wanted("first_chunk")) {
     progress("throughput and time to first chunk");
     RunThroughputAndFirstChunk(config, wanted("throughput"), wanted("first_chunk"), report, plot);
+  }
+  if (wanted("cost")) {
+    progress("cost per message (instructions, syscalls, context switches)");
+    RunCost(config, report);
   }
   if (wanted("scale")) {
     progress("scale");
@@ -292,6 +310,8 @@ int Run() {
 }  // namespace sluice::bench
 
 int main(int argc, char** argv) {
+  // The scale section's client processes are this binary (LoadProcesses).
+  if (std::optional<int> rc = sluice::RunLoadChildIfAsked(argc, argv)) return *rc;
   absl::SetProgramUsageMessage(
       "Benchmarks sluice: waste after cancel, stop latency, throughput against raw gRPC, time "
       "to first chunk, scale, abandonment tax, queue. Use tools/bench.");

@@ -5,7 +5,7 @@
 //
 //   bazel build -c opt //tools/load:sluice_load //service:sluice_server
 //   bazel-bin/tools/load/sluice_load --server=bazel-bin/service/sluice_server
-//       --streams=10000 --channels=100 --param token_interval_us=1000000
+//       --streams=50000 --param token_interval_us=1000000
 //
 // Every phase is bounded in time; the tool exits non-zero if a stream was not
 // served, not cancellable, or the server misbehaved.
@@ -30,6 +30,7 @@
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "client/sluice_client.h"
+#include "tools/load/load_processes.h"
 #include "tools/load/stream_load.h"
 #include "tools/proc_stats.h"
 #include "tools/subprocess.h"
@@ -41,7 +42,9 @@ ABSL_FLAG(std::string, server_args, "",
           "Extra flags for the started server, space-separated. By default it is given enough "
           "max_active and queue for --streams.");
 ABSL_FLAG(int, streams, 1000, "Concurrent streams to open.");
-ABSL_FLAG(int, channels, 10, "Client connections to spread the streams over.");
+ABSL_FLAG(int, channels, 0,
+          "Client connections to spread the streams over; 0: enough for at most 500 streams "
+          "per connection, half the server's default --max_concurrent_streams.");
 ABSL_FLAG(std::string, model, "synthetic", "Model to call.");
 ABSL_FLAG(std::vector<std::string>, param, {},
           "Model parameter name=value (repeatable). Default for synthetic: a slow stream, "
@@ -49,7 +52,13 @@ ABSL_FLAG(std::vector<std::string>, param, {},
 ABSL_FLAG(int, hold_ms, 5000,
           "Once every stream has its first chunk, keep them open this long and check that "
           "each receives another chunk (is still served).");
+ABSL_FLAG(int, min_hold_ms, 0,
+          "Keep the streams open at least this long after they are all open, and measure the "
+          "CPU over the whole hold (a steady window, e.g. for a profiler).");
 ABSL_FLAG(int, open_timeout_ms, 180000, "Give up if the streams are not all open by then.");
+ABSL_FLAG(int, processes, 0,
+          "Client processes to spread the streams over; 0: one per 5,000 streams (a gRPC "
+          "client's cost per chunk grows with the streams one process holds).");
 
 namespace sluice {
 namespace {
@@ -77,6 +86,18 @@ void ReportServer(pid_t pid, const std::string& when) {
 
 int Run(std::vector<std::string> params) {
   const int streams = absl::GetFlag(FLAGS_streams);
+  int channels = absl::GetFlag(FLAGS_channels);
+  if (channels <= 0) channels = std::max(1, (streams + 499) / 500);
+  int processes = absl::GetFlag(FLAGS_processes);
+  if (processes <= 0) processes = std::max(1, (streams + 4999) / 5000);
+  processes = std::min(processes, channels);  // each process has connections of its own
+  // Connections need descriptors, here and in the server (which inherits the limit).
+  const int64_t open_files = RaiseOpenFileLimit();
+  if (open_files >= 0 && open_files < channels + 64) {
+    std::fprintf(stderr, "open file limit %ld is too low for %d connections\n",
+                 static_cast<long>(open_files), channels);
+    return 2;
+  }
   std::string target = absl::GetFlag(FLAGS_target);
   std::unique_ptr<Subprocess> server;
   pid_t server_pid = 0;
@@ -89,7 +110,11 @@ int Run(std::vector<std::string> params) {
                                      "--metrics_port=0",
                                      absl::StrCat("--max_active=", streams + 16),
                                      absl::StrCat("--queue_capacity=", streams + 16),
-                                     absl::StrCat("--max_concurrent_streams=", streams)};
+                                     // gRPC charges each call's own state (about 15 KB) to
+                                     // the transport quota: room for the streams.
+                                     absl::StrCat("--transport_memory_bytes=",
+                                                  std::max<int64_t>(int64_t{512} << 20,
+                                                                    int64_t{streams} * 20480))};
     for (absl::string_view a :
          absl::StrSplit(absl::GetFlag(FLAGS_server_args), ' ', absl::SkipWhitespace())) {
       argv.emplace_back(a);
@@ -117,7 +142,7 @@ int Run(std::vector<std::string> params) {
   LoadOptions options;
   options.target = target;
   options.streams = streams;
-  options.channels = absl::GetFlag(FLAGS_channels);
+  options.channels = channels;
   options.request.set_model(absl::GetFlag(FLAGS_model));
   options.request.set_request_id("load-");
   if (params.empty() && options.request.model() == "synthetic") {
@@ -133,23 +158,44 @@ int Run(std::vector<std::string> params) {
   }
 
   Report("target", target);
-  Report("streams / channels", absl::StrCat(streams, " / ", options.channels));
+  Report("streams / channels / client processes",
+         absl::StrCat(streams, " / ", channels, " / ", processes));
   ReportServer(server_pid, "idle");
-  const std::optional<ProcStats> client_before = ReadProcStats(getpid());
 
   bool ok = true;
-  StreamLoad load(options);
+  const std::string work_dir = absl::StrCat("/tmp/sluice_load.", getpid(), ".clients");
+  const absl::Duration open_timeout = absl::Milliseconds(absl::GetFlag(FLAGS_open_timeout_ms));
+  const absl::Duration hold = absl::Milliseconds(absl::GetFlag(FLAGS_hold_ms));
+  const absl::Duration min_hold = absl::Milliseconds(absl::GetFlag(FLAGS_min_hold_ms));
+  // Each client process gives up by itself (cancels its streams and exits)
+  // if this process does not move it on in time.
+  const absl::Duration give_up =
+      open_timeout + std::max(hold, min_hold) + absl::Seconds(60);
   const absl::Time start = absl::Now();
-  load.Start();
-  const bool opened = load.WaitForFirstChunks(
-      streams, start + absl::Milliseconds(absl::GetFlag(FLAGS_open_timeout_ms)));
-  StreamLoad::Counts counts = load.counts();
-  Report("streams with a first chunk", absl::StrCat(counts.with_chunks, " of ", streams, " in ",
+  absl::StatusOr<std::unique_ptr<LoadProcesses>> started =
+      LoadProcesses::Start(options, processes, work_dir, give_up);
+  if (!started.ok()) {
+    std::fprintf(stderr, "cannot start the client processes: %s\n",
+                 started.status().ToString().c_str());
+    return 1;
+  }
+  LoadProcesses& load = **started;
+  auto client_stats = [&load] {
+    ProcStats sum;
+    for (pid_t pid : load.pids()) {
+      if (std::optional<ProcStats> s = ReadProcStats(pid)) {
+        sum.rss_bytes += s->rss_bytes;
+        sum.cpu += s->cpu;
+      }
+    }
+    return sum;
+  };
+  const bool opened = load.WaitForFirstChunks(start + open_timeout);
+  Report("streams with a first chunk", absl::StrCat(load.with_chunks(), " of ", streams, " in ",
                                                     absl::FormatDuration(absl::Now() - start)));
   if (!opened) {
     ok = false;
-    Report("FAILED", absl::StrCat("not every stream got a chunk; errors: ", counts.other_errors,
-                                  " ", counts.first_error));
+    Report("FAILED", "not every stream got a chunk");
   }
   const std::vector<absl::Duration> first = load.FirstChunkLatencies();
   Report("first chunk latency p50 / p99 / max",
@@ -159,37 +205,47 @@ int Run(std::vector<std::string> params) {
   // Hold: every stream must keep being served.
   const std::optional<ProcStats> before_hold =
       server_pid ? ReadProcStats(server_pid) : std::nullopt;
-  load.MarkChunks();
+  const ProcStats client_hold_start = client_stats();
   const absl::Time hold_start = absl::Now();
-  const int served =
-      load.WaitForChunksSinceMark(hold_start + absl::Milliseconds(absl::GetFlag(FLAGS_hold_ms)));
-  const absl::Duration held = absl::Now() - hold_start;
+  load.MarkChunks(hold);
+  const int served = load.WaitForChunksSinceMark(hold_start + hold + absl::Seconds(5));
   Report("streams served again while all open",
-         absl::StrCat(served, " of ", streams, " within ", absl::FormatDuration(held)));
+         absl::StrCat(served, " of ", streams, " within ",
+                      absl::FormatDuration(absl::Now() - hold_start)));
   if (served < streams) ok = false;
+  absl::SleepFor(hold_start + min_hold - absl::Now());
+  const absl::Duration held = absl::Now() - hold_start;
+  const ProcStats client_hold_end = client_stats();
+  std::optional<ProcStats> after_hold = server_pid ? ReadProcStats(server_pid) : std::nullopt;
   ReportServer(server_pid, "with all streams open");
-  if (server_pid) {
-    const std::optional<ProcStats> after_hold = ReadProcStats(server_pid);
-    if (before_hold && after_hold) {
-      Report("server CPU while serving them",
-             absl::StrFormat("%.0f%% of one core",
-                             100 * absl::FDivDuration(after_hold->cpu - before_hold->cpu, held)));
-    }
-  }
-  if (const std::optional<ProcStats> c = ReadProcStats(getpid())) {
-    Report("client RSS", FormatMib(c->rss_bytes - (client_before ? client_before->rss_bytes : 0)) +
-                             " for the streams");
-  }
 
   // Cancel every stream; each must end at once, as CANCELLED.
   const absl::Time cancel_start = absl::Now();
   load.CancelAll();
-  const bool ended = load.WaitDone(-1, cancel_start + absl::Seconds(60));
-  counts = load.counts();
+  const bool ended = load.WaitDone(cancel_start + absl::Seconds(90));
+  const absl::Duration cancel_time = absl::Now() - cancel_start;
+  const int64_t chunks_held = load.chunks_since_mark();
+  if (before_hold && after_hold) {
+    const absl::Duration cpu = after_hold->cpu - before_hold->cpu;
+    Report("server CPU while serving them",
+           absl::StrFormat("%.0f%% of one core over %s, %.1f us per chunk (%d chunks)",
+                           100 * absl::FDivDuration(cpu, held), absl::FormatDuration(held),
+                           chunks_held > 0 ? absl::ToDoubleMicroseconds(cpu) / chunks_held : 0.0,
+                           chunks_held));
+  }
+  Report("client RSS / CPU while they are served",
+         absl::StrFormat("%s / %.0f%% of one core (%d processes)",
+                         FormatMib(client_hold_end.rss_bytes),
+                         100 * absl::FDivDuration(client_hold_end.cpu - client_hold_start.cpu,
+                                                  held),
+                         processes));
   Report("streams cancelled by the client",
-         absl::StrCat(counts.cancelled, " of ", streams, " in ",
-                      absl::FormatDuration(absl::Now() - cancel_start)));
-  if (!ended || counts.cancelled != streams) ok = false;
+         absl::StrCat(load.cancelled(), " of ", streams, " in ",
+                      absl::FormatDuration(cancel_time)));
+  if (load.other_errors() > 0) {
+    Report("streams that failed", absl::StrCat(load.other_errors(), ": ", load.first_error()));
+  }
+  if (!ended || load.cancelled() != streams) ok = false;
   if (server_pid) {
     // After the cancels the server has nothing to do: its CPU use drops to
     // nothing (generators released, no pacing timers left).
@@ -204,7 +260,13 @@ int Run(std::vector<std::string> params) {
     server->Kill(SIGTERM);
     absl::StatusOr<int> status = server->Wait(absl::Seconds(30));
     const bool clean = status.ok() && WIFEXITED(*status) && WEXITSTATUS(*status) == 0;
-    Report("server exit after SIGTERM", clean ? "0" : "NOT CLEAN");
+    Report("server exit after SIGTERM",
+           clean                    ? "0"
+           : !status.ok()           ? "NOT CLEAN: " + status.status().ToString()
+           : WIFSIGNALED(*status) ? absl::StrCat("NOT CLEAN: signal ", WTERMSIG(*status),
+                                                   "; stderr in ", server->stderr_path())
+                                    : absl::StrCat("NOT CLEAN: exit ", WEXITSTATUS(*status),
+                                                   "; stderr in ", server->stderr_path()));
     if (!clean) ok = false;
   }
   Report("result", ok ? "PASS" : "FAIL");
@@ -215,6 +277,7 @@ int Run(std::vector<std::string> params) {
 }  // namespace sluice
 
 int main(int argc, char** argv) {
+  if (std::optional<int> rc = sluice::RunLoadChildIfAsked(argc, argv)) return *rc;
   std::vector<std::string> params = sluice::TakeRepeatedFlag(&argc, argv, "param");
   absl::SetProgramUsageMessage(
       "Opens many concurrent streams against a sluice server and "

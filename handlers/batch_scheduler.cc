@@ -71,13 +71,17 @@ BatchScheduler::BatchScheduler(std::string name, BatchedModelBase* model, BatchO
       options_(options),
       max_sequences_(options.limits.max_sequences > 0 ? options.limits.max_sequences
                                                       : 2 * options.limits.max_batch),
-      clock_(clock) {
+      clock_(clock),
+      write_starter_(std::make_unique<WriteStarter>(absl::StrCat("write:", name_))) {
   CHECK_GE(options_.limits.max_batch, 1);
   CHECK_GE(max_sequences_, options_.limits.max_batch);
   CHECK_GE(options_.queue_capacity, 0);
 }
 
-BatchScheduler::~BatchScheduler() { Stop(); }
+BatchScheduler::~BatchScheduler() {
+  Stop();
+  write_starter_.reset();  // runs the writes still posted, while the rest is whole
+}
 
 void BatchScheduler::Start() {
   MutexLock lock(&mu_);

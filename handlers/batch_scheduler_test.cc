@@ -4,6 +4,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -256,6 +257,20 @@ TEST_F(BatchSchedulerTest, StreamsGetEveryChunkThenTheFinalMessage) {
   EXPECT_EQ(scheduler_->stats().left(EndCause::kCompleted), 2u);
 }
 
+TEST_F(BatchSchedulerTest, WritesStartOffTheLoopThread) {
+  // The test's thread is the loop here (RunStep): its deliveries decide the
+  // writes, and the scheduler's write starter starts them.
+  for (int64_t id = 1; id <= 4; ++id) Stream(id, {{"tokens", IntParam(5)}});
+  while (scheduler_->RunStep()) {
+  }
+  for (int64_t id = 1; id <= 4; ++id) {
+    ASSERT_TRUE(sink(id).WaitForFinish(kWait));
+    EXPECT_TRUE(sink(id).finish_status()->ok());
+    EXPECT_EQ(sink(id).written().size(), 6u);
+    EXPECT_FALSE(sink(id).started_writes_on(std::this_thread::get_id()));
+  }
+}
+
 TEST_F(BatchSchedulerTest, CancelledSequenceIsOutOfTheNextStep) {
   auto a = Stream(1, {{"tokens", IntParam(100)}});
   Stream(2, {{"tokens", IntParam(100)}});
@@ -287,9 +302,10 @@ TEST_F(BatchSchedulerTest, CancelDuringAStepCostsThatStepOnly) {
   model_.set_on_step([&](const CancellationToken&) { a->Cancel(EndCause::kClientCancelled); });
   ASSERT_TRUE(scheduler_->RunStep());  // the cancel lands in the step in flight
   model_.set_on_step(nullptr);
-  EXPECT_EQ(model_.released(1), 1);         // released as soon as that step returned
-  EXPECT_EQ(sink(1).written().size(), 1u);  // its result was not delivered
+  EXPECT_EQ(model_.released(1), 1);  // released as soon as that step returned
   ASSERT_TRUE(scheduler_->RunStep());
+  ASSERT_TRUE(sink(1).WaitForWrites(1, kWait));  // the writes start off the loop
+  EXPECT_EQ(sink(1).written().size(), 1u);       // the second step's was not delivered
   EXPECT_THAT(model_.last_step(), ElementsAre(2));
   EXPECT_EQ(model_.steps_of(1), 2);
   EXPECT_EQ(scheduler_->stats().sequence_steps_after_end(), 1u);
@@ -331,6 +347,7 @@ TEST_F(BatchSchedulerTest, SlowReaderSitsOutWhileTheOthersKeepTheirPace) {
   EXPECT_EQ(model_.steps_of(2), 5);
   EXPECT_EQ(scheduler_->held(), 2);  // it keeps its state while it sits out
   // The client reads one chunk: half the buffer drained, back in the batch.
+  ASSERT_TRUE(sink(1).WaitForWrites(1, kWait));  // the writes start off the loop
   sink(1).CompleteWrite(true);
   EXPECT_EQ(scheduler_->sitting_out(), 0);
   ASSERT_TRUE(scheduler_->RunStep());
@@ -352,6 +369,7 @@ TEST_F(BatchSchedulerTest, SittingOutSequenceCancelledIsReleasedAtTheNextBoundar
   EXPECT_EQ(model_.released(1), 1);
   EXPECT_EQ(model_.steps().size(), 2u);
   EXPECT_EQ(scheduler_->stats().left(EndCause::kStalled), 1u);
+  ASSERT_TRUE(sink(1).WaitForWrites(1, kWait));
   sink(1).CompleteWrite(false);  // gRPC fails the stuck write after the reset
 }
 

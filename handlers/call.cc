@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "glog/logging.h"
+#include "handlers/write_starter.h"
 
 namespace sluice {
 
@@ -61,6 +62,7 @@ void Call::Started() {
 
 Call::EmitResult Call::Emit(std::string bytes) {
   AfterUnlock after;
+  after.on_driver_thread = true;
   EmitResult result = EmitResult::kMore;
   {
     MutexLock lock(&mu_);
@@ -92,6 +94,7 @@ Call::EmitResult Call::Emit(std::string bytes) {
 
 void Call::Complete(FinishReason reason, const TokenUsage& usage) {
   AfterUnlock after;
+  after.on_driver_thread = true;
   {
     MutexLock lock(&mu_);
     // A deadline is a time: if it passed (or gRPC knows of a cancel) before
@@ -110,6 +113,7 @@ void Call::Complete(FinishReason reason, const TokenUsage& usage) {
 
 void Call::Fail(const absl::Status& status) {
   AfterUnlock after;
+  after.on_driver_thread = true;
   {
     MutexLock lock(&mu_);
     FailLocked(status, after);
@@ -266,7 +270,20 @@ void Call::Apply(AfterUnlock& after) {
   // The driver first: freeing the model's resources is the point of stopping.
   if (after.stop_driver && driver_ != nullptr) driver_->StopTask(*task_);
   if (after.budget_release > 0) options_.output_budget->Remove(after.budget_release);
-  if (after.write != nullptr) StartWriteUnlocked(*after.write, after.write_buffer_hint);
+  if (after.write != nullptr) {
+    WriteStarter* starter = after.on_driver_thread && driver_ != nullptr
+                                ? driver_->write_starter()
+                                : nullptr;
+    if (starter != nullptr) {
+      // The message stays the front of the buffer, and the write marked
+      // outstanding, until the write completes: nothing frees it, writes
+      // another or finishes the RPC before the starter has started it.
+      starter->Post([self = shared_from_this(), write = after.write,
+                     hint = after.write_buffer_hint] { self->StartWriteUnlocked(*write, hint); });
+    } else {
+      StartWriteUnlocked(*after.write, after.write_buffer_hint);
+    }
+  }
   if (after.try_cancel) {
     // Finish is held back until TryCancel returns, so the RPC (and its
     // context) cannot complete underneath it.

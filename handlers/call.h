@@ -22,6 +22,7 @@
 namespace sluice {
 
 class Call;
+class WriteStarter;
 
 // CallOptions: what a call needs to know about itself, fixed at admission.
 struct CallOptions {
@@ -95,6 +96,12 @@ class CallDriver {
   virtual void StopTask(Task& task) = 0;
   // ResumeTask: the call can take output again after Emit said kFull.
   virtual void ResumeTask(Task& task) = 0;
+  // write_starter: where a stream's writes that the driver's own thread
+  // decides (in Emit, Complete or Fail) are started, or nullptr to start
+  // them on that thread there and then. A driver whose thread is the model's
+  // critical path (the batch loop) hands them to another thread; see
+  // handlers/write_starter.h. Fixed for the driver's lifetime.
+  virtual WriteStarter* write_starter() { return nullptr; }
 };
 
 // Call is one RPC's side of a model call: it delivers the model's output to
@@ -122,7 +129,9 @@ class CallDriver {
 //
 // Threading: the driver-side methods are called by one thread at a time
 // (whichever thread runs the model's work for this call); the RPC-side ones
-// from gRPC's threads and timers. Nothing is called back with mu_ held.
+// from gRPC's threads and timers. Nothing is called back with mu_ held. A
+// write the driver's thread decides is started on that thread, or on the
+// driver's WriteStarter if it has one (CallDriver::write_starter).
 //
 // Ownership: shared by the reactor (until its OnDone), the driver (while it
 // holds the call's work) and timers (weakly).
@@ -214,6 +223,9 @@ class Call : public std::enable_shared_from_this<Call> {
     // stream's buffer and a write is already marked outstanding, so nothing
     // else writes, finishes or frees it in the meantime.
     const v1::PredictChunk* write = nullptr;
+    // on_driver_thread: set by the driver-side methods, so that `write` goes
+    // to the driver's WriteStarter if it has one.
+    bool on_driver_thread = false;
     // write_buffer_hint: more messages wait behind `write` (see
     // StreamSink::StartWrite): they leave in one transport write, the last
     // one flushing.

@@ -52,6 +52,7 @@ void FakeStreamSink::StartWrite(const v1::PredictChunk* chunk, bool buffer_hint)
     buffer_hints_.push_back(buffer_hint);
     outstanding_ = true;
     max_start_write_depth_ = std::max(max_start_write_depth_, ++start_write_depth_);
+    start_write_threads_.insert(std::this_thread::get_id());
     cv_.SignalAll();
     if (completion_ == Completion::kInline) call = call_;
   }
@@ -138,6 +139,11 @@ int FakeStreamSink::try_cancels() const {
   MutexLock lock(&mu_);
   return try_cancels_;
 }
+bool FakeStreamSink::started_writes_on(std::thread::id id) const {
+  MutexLock lock(&mu_);
+  return start_write_threads_.count(id) > 0;
+}
+
 int FakeStreamSink::max_start_write_depth() const {
   MutexLock lock(&mu_);
   return max_start_write_depth_;

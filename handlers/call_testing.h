@@ -67,6 +67,8 @@ class FakeStreamSink final : public StreamSink {
   // max_start_write_depth: the deepest StartWrite was ever entered while
   // another StartWrite of this sink had not returned (1: never nested).
   int max_start_write_depth() const;
+  // started_writes_on: whether StartWrite was ever called on thread `id`.
+  bool started_writes_on(std::thread::id id) const;
 
  private:
   void AutoLoop();
@@ -84,6 +86,7 @@ class FakeStreamSink final : public StreamSink {
   int try_cancels_ ABSL_GUARDED_BY(mu_) = 0;
   int start_write_depth_ ABSL_GUARDED_BY(mu_) = 0;
   int max_start_write_depth_ ABSL_GUARDED_BY(mu_) = 0;
+  std::set<std::thread::id> start_write_threads_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::thread auto_thread_;
 };

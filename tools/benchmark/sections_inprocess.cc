@@ -545,6 +545,16 @@ void RunQueue(const BenchConfig& config, Report& report) {
   leavers.CancelAll();
   const bool left = leavers.WaitDone(absl::Now() + absl::Seconds(10)) &&
                     expiring.WaitDone(absl::Now() + queued_deadline + absl::Seconds(10));
+  const ModelStats& stats = server->stats();
+  // The server learns of a departure a moment after the client: a cancel
+  // travels as RST_STREAM, and a deadline fires on the client's clock first
+  // (the server's copy of it began a transit later). A call the server has
+  // not yet heard about may start like any other; what is measured is that a
+  // call whose caller the server knows has left never does. So the slots free
+  // once the server has counted every ending so far, or after 5 s (leavers
+  // it never counted then start, and are reported).
+  stats.WaitForEndedTotal(static_cast<uint64_t>(refused + other + n_cancel + n_deadline),
+                          absl::Seconds(5));
   // Then the slots free up: the stayers (and only they) must run.
   holders.CancelAll();
   const bool stayed = stayers.WaitDone(absl::Now() + absl::Seconds(30));
@@ -563,7 +573,6 @@ void RunQueue(const BenchConfig& config, Report& report) {
     }
   }
   for (const StreamRecord& r : stayers.records()) stayers_ok += r.code == grpc::StatusCode::OK;
-  const ModelStats& stats = server->stats();
   // The server classifies a client-side cancel a moment later (it looks at
   // the connection again); wait for its accounting to catch up.
   stats.WaitForEndedTotal(static_cast<uint64_t>(refused + other + leavers_total + n_stay + 2),

@@ -216,9 +216,12 @@ void RunTorchThroughput(const BenchConfig& config, const TorchSizes& sizes, Chil
   report.Add(section,
              "CPU per token at 1 stream: sluice's model loop thread / the Python loop's process",
              absl::StrCat(FormatSpread(loop_cpu_us, " us"), " / ", FormatSpread(peer_cpu, " us")));
+  // Judged on the figure shown: the median of the interleaved repetitions'
+  // ratios (the two medians' ratio could disagree with it).
+  const std::vector<double> over_peer = Ratios(batched[1], peer_rate);
   const double peer = Summarize(peer_rate).p50;
   report.Add(section, "sluice at 1 stream over the Python loop (tokens/s)",
-             FormatSpread(Ratios(batched[1], peer_rate), "x"), ">= 1x", Check(one >= peer));
+             FormatSpread(over_peer, "x"), ">= 1x", Check(Summarize(over_peer).p50 >= 1.0));
   // What batching can give at all: the model alone, no server, 32 sequences
   // per decode call against one (first start to last token, as above).
   if (!peer_batch.empty()) {

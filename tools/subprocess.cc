@@ -168,4 +168,14 @@ int64_t RaiseOpenFileLimit() {
   return static_cast<int64_t>(limit.rlim_cur);
 }
 
+bool ExitedCleanly(const absl::StatusOr<int>& wait_status) {
+  return wait_status.ok() && WIFEXITED(*wait_status) && WEXITSTATUS(*wait_status) == 0;
+}
+
+std::string DescribeExit(const absl::StatusOr<int>& wait_status) {
+  if (!wait_status.ok()) return wait_status.status().ToString();
+  if (WIFSIGNALED(*wait_status)) return absl::StrCat("signal ", WTERMSIG(*wait_status));
+  return absl::StrCat("exit ", WEXITSTATUS(*wait_status));
+}
+
 }  // namespace sluice

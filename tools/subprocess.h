@@ -39,6 +39,12 @@ class Subprocess {
   std::string stdout_path_, stderr_path_;
 };
 
+// ExitedCleanly: `wait_status` (from Subprocess::Wait) is an exit with 0.
+bool ExitedCleanly(const absl::StatusOr<int>& wait_status);
+// DescribeExit: how a process ended, from its `wait_status`: "exit N",
+// "signal N", or why there is no status (e.g. it did not exit in time).
+std::string DescribeExit(const absl::StatusOr<int>& wait_status);
+
 // WaitForFile: waits until `path` is created (complete: written elsewhere and
 // renamed into place, or closed after writing) and returns its content.
 // Fails early if `process` exits first, or after `timeout`. Event-driven

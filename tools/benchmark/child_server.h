@@ -5,7 +5,6 @@
 // free loopback port; its CPU and memory come from its own kernel accounting.
 
 #include <signal.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -52,16 +51,27 @@ class ChildServer {
     return child;
   }
 
-  // Stop: SIGTERM, then waits; true if it exited 0.
+  // Stop: SIGTERM, then waits; true if it exited 0 (otherwise it says how it
+  // ended, and where its stderr is).
   bool Stop() {
     process_->Kill(SIGTERM);
     absl::StatusOr<int> status = process_->Wait(absl::Seconds(30));
-    return status.ok() && WIFEXITED(*status) && WEXITSTATUS(*status) == 0;
+    const bool clean = ExitedCleanly(status);
+    if (!clean) {
+      std::fprintf(stderr, "server %d did not exit cleanly (%s); its stderr: %s\n", pid(),
+                   DescribeExit(status).c_str(), process_->stderr_path().c_str());
+    }
+    return clean;
   }
 
   const std::string& target() const { return target_; }
   pid_t pid() const { return process_->pid(); }
   std::optional<ProcStats> stats() const { return ReadProcStats(pid()); }
+  // cpu: the child's user + system CPU time so far (10 ms ticks).
+  absl::Duration cpu() const {
+    std::optional<ProcStats> s = stats();
+    return s ? s->cpu : absl::ZeroDuration();
+  }
 
  private:
   ChildServer() = default;

@@ -4,7 +4,6 @@
 // the client's work in this process never counts as the server's.
 
 #include <signal.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -22,9 +21,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
-#include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "tools/benchmark/bench_stats.h"
+#include "tools/benchmark/child_server.h"
 #include "tools/benchmark/sections.h"
 #include "tools/benchmark/stream_probe.h"
 #include "tools/load/load_processes.h"
@@ -38,68 +37,6 @@ namespace {
 // Every sluice server the benchmark starts serves no metrics: two of them at
 // once would both ask for the default metrics port.
 constexpr char kNoMetrics[] = "--metrics_port=-1";
-
-// Child: a server running as a child process of the benchmark.
-class Child {
- public:
-  // Start: runs `argv` plus --port=0 and --port_file, and waits until it listens.
-  static std::unique_ptr<Child> Start(std::vector<std::string> argv, const std::string& work_dir,
-                                      const std::string& name) {
-    static int counter = 0;
-    const std::string port_file =
-        absl::StrCat(work_dir, "/", name, ".", getpid(), ".", counter++, ".port");
-    std::remove(port_file.c_str());
-    argv.push_back("--port=0");
-    argv.push_back("--port_file=" + port_file);
-    absl::StatusOr<std::unique_ptr<Subprocess>> process = Subprocess::Start(argv);
-    if (!process.ok()) {
-      std::fprintf(stderr, "cannot start %s: %s\n", argv[0].c_str(),
-                   process.status().ToString().c_str());
-      return nullptr;
-    }
-    absl::StatusOr<std::string> port = WaitForFile(port_file, **process, absl::Seconds(60));
-    std::remove(port_file.c_str());
-    if (!port.ok()) {
-      std::fprintf(stderr, "%s did not start: %s\n%s\n", argv[0].c_str(),
-                   port.status().ToString().c_str(), (*process)->Stderr().c_str());
-      return nullptr;
-    }
-    auto child = std::unique_ptr<Child>(new Child());
-    child->process_ = *std::move(process);
-    child->target_ = absl::StrCat("127.0.0.1:", absl::StripAsciiWhitespace(*port));
-    return child;
-  }
-
-  // Stop: SIGTERM, then waits; true if it exited 0.
-  bool Stop() {
-    process_->Kill(SIGTERM);
-    absl::StatusOr<int> status = process_->Wait(absl::Seconds(30));
-    const bool clean = status.ok() && WIFEXITED(*status) && WEXITSTATUS(*status) == 0;
-    if (!clean) {
-      std::fprintf(stderr, "server %d did not exit cleanly (%s); its stderr: %s\n",
-                   process_->pid(),
-                   !status.ok()             ? status.status().ToString().c_str()
-                   : WIFSIGNALED(*status) ? absl::StrCat("signal ", WTERMSIG(*status)).c_str()
-                                          : absl::StrCat("exit ", WEXITSTATUS(*status)).c_str(),
-                   process_->stderr_path().c_str());
-    }
-    return clean;
-  }
-
-  const std::string& target() const { return target_; }
-  pid_t pid() const { return process_->pid(); }
-  // cpu: the child's user + system CPU time so far (10 ms ticks).
-  absl::Duration cpu() const {
-    std::optional<ProcStats> s = ReadProcStats(pid());
-    return s ? s->cpu : absl::ZeroDuration();
-  }
-  std::optional<ProcStats> stats() const { return ReadProcStats(pid()); }
-
- private:
-  Child() = default;
-  std::unique_ptr<Subprocess> process_;
-  std::string target_;
-};
 
 std::string P50P99(const std::vector<double>& v, const std::string& unit) {
   const Summary s = Summarize(v);
@@ -154,7 +91,7 @@ struct Window {
 // MeasureThroughput: `streams` streams read as fast as they come; messages
 // counted over a window after a warm-up, with the server's CPU and context
 // switches over the same window. Invalid if a stream ended within it.
-Window MeasureThroughput(const Child& server, const v1::PredictRequest& request, int streams,
+Window MeasureThroughput(const ChildServer& server, const v1::PredictRequest& request, int streams,
                          int channels, const BenchConfig& config) {
   Window w;
   auto conns = MakeChannels(server.target(), channels, absl::Now() + absl::Seconds(10));
@@ -222,8 +159,8 @@ void RunThroughputAndFirstChunk(const BenchConfig& config, bool throughput, bool
                                           "--max_receive_message_bytes=40000000"};
   sluice_argv.insert(sluice_argv.end(), config.throughput_server_args.begin(),
                      config.throughput_server_args.end());
-  std::unique_ptr<Child> sluice = Child::Start(sluice_argv, config.work_dir, "sluice");
-  std::unique_ptr<Child> raw = Child::Start({config.raw_server}, config.work_dir, "raw");
+  std::unique_ptr<ChildServer> sluice = ChildServer::Start(sluice_argv, config.work_dir, "sluice");
+  std::unique_ptr<ChildServer> raw = ChildServer::Start({config.raw_server}, config.work_dir, "raw");
   if (sluice == nullptr || raw == nullptr) {
     report.Add("Throughput", "servers", "did not start");
     return;
@@ -236,12 +173,12 @@ void RunThroughputAndFirstChunk(const BenchConfig& config, bool throughput, bool
         absl::StrFormat("stock sluice_server (2 workers, buffer 64 chunks) vs raw_stream_server; "
                         "%d interleaved repetitions of a %s window",
                         config.throughput_reps, absl::FormatDuration(config.throughput_window)));
-    std::unique_ptr<Child> tuned;
+    std::unique_ptr<ChildServer> tuned;
     if (!config.throughput_tuned_args.empty()) {
       std::vector<std::string> argv = sluice_argv;
       argv.insert(argv.end(), config.throughput_tuned_args.begin(),
                   config.throughput_tuned_args.end());
-      tuned = Child::Start(argv, config.work_dir, "tuned");
+      tuned = ChildServer::Start(argv, config.work_dir, "tuned");
       if (tuned == nullptr) {
         report.Add(section,
                    absl::StrCat("sluice with ", absl::StrJoin(config.throughput_tuned_args, " ")),
@@ -251,7 +188,7 @@ void RunThroughputAndFirstChunk(const BenchConfig& config, bool throughput, bool
     struct Case {
       const Workload* workload;
       int streams, channels;
-      Child* server;
+      ChildServer* server;
       std::string suffix;
     };
     const std::vector<Workload> workloads = ThroughputWorkloads();
@@ -372,8 +309,8 @@ constexpr absl::string_view kWorkerThreadPrefix = "sluice:";
 
 void RunServerProcessWaste(const BenchConfig& config, Report& report) {
   const std::string section = "Waste after cancel, server process";
-  std::unique_ptr<Child> server =
-      Child::Start({config.sluice_server, kNoMetrics}, config.work_dir, "waste");
+  std::unique_ptr<ChildServer> server =
+      ChildServer::Start({config.sluice_server, kNoMetrics}, config.work_dir, "waste");
   if (server == nullptr) {
     report.Add(section, "server", "did not start");
     return;
@@ -487,15 +424,10 @@ void ManyStreams(const BenchConfig& config, Report& report, const std::string& s
   // At scale the server may fall behind the pacing (see BENCHMARKS.md): each
   // stream is given longer to be served again.
   const absl::Duration hold = paced_targets ? config.scale_hold : config.scale_hold_large;
-  // gRPC charges each call's own state (its arena, about 15 KB) to the
-  // transport quota, whose default (512 MiB) holds about 35,000 streams:
-  // beyond it gRPC stalls its connections' reads until memory frees. The
-  // server gets a quota the size of the RSS target.
-  std::unique_ptr<Child> server = Child::Start(
+  std::unique_ptr<ChildServer> server = ChildServer::Start(
       {config.sluice_server, kNoMetrics, absl::StrCat("--max_active=", streams + 16),
        absl::StrCat("--queue_capacity=", streams + 16),
-       absl::StrCat("--transport_memory_bytes=",
-                    std::max<int64_t>(int64_t{512} << 20, int64_t{streams} * 20480))},
+       absl::StrCat("--transport_memory_bytes=", TransportQuotaFor(streams))},
       config.work_dir, "scale");
   if (server == nullptr) {
     report.Add(section, "server", "did not start");
@@ -507,9 +439,9 @@ void ManyStreams(const BenchConfig& config, Report& report, const std::string& s
   options.streams = streams;
   options.channels = config.scale_channels;
   options.request = Synthetic({{"tokens", 1'000'000}, {"token_interval_us", 1'000'000}}, "scale-");
-  // One client process per 5,000 streams: a gRPC client's cost per chunk
-  // grows with the streams one process holds (see tools/load/load_processes.h).
-  const int processes = std::max(1, (streams + 4999) / 5000);
+  // A gRPC client's cost per chunk grows with the streams one process holds
+  // (see tools/load/load_processes.h).
+  const int processes = ProcessesFor(streams);
   const absl::Time start = absl::Now();
   absl::StatusOr<std::unique_ptr<LoadProcesses>> started =
       LoadProcesses::Start(options, processes, config.work_dir + "/scale-clients",
@@ -520,29 +452,19 @@ void ManyStreams(const BenchConfig& config, Report& report, const std::string& s
     return;
   }
   std::unique_ptr<LoadProcesses> load = *std::move(started);
-  auto client_stats = [&load] {
-    ProcStats sum;
-    for (pid_t pid : load->pids()) {
-      if (std::optional<ProcStats> s = ReadProcStats(pid)) {
-        sum.rss_bytes += s->rss_bytes;
-        sum.cpu += s->cpu;
-      }
-    }
-    return sum;
-  };
   const bool opened = load->WaitForFirstChunks(start + config.scale_open_timeout);
   const absl::Duration open_time = absl::Now() - start;
   const std::vector<double> first = Milliseconds(load->FirstChunkLatencies());
 
   const absl::Duration cpu0 = server->cpu();
-  const ProcStats client0 = client_stats();
+  const ProcStats client0 = load->stats();
   const absl::Time hold_start = absl::Now();
   load->MarkChunks(hold);
   const int served = load->WaitForChunksSinceMark(hold_start + hold + absl::Seconds(5));
   absl::SleepFor(hold_start + hold - absl::Now());  // a whole window of CPU
   const absl::Duration held = absl::Now() - hold_start;
   const absl::Duration cpu1 = server->cpu();
-  const ProcStats client1 = client_stats();
+  const ProcStats client1 = load->stats();
   const std::optional<ProcStats> open = server->stats();
 
   const absl::Time cancel_start = absl::Now();
@@ -627,8 +549,8 @@ void RunScale(const BenchConfig& config, Report& report) {
 
 void RunAbandonment(const BenchConfig& config, Report& report) {
   const std::string section = "Abandonment tax";
-  std::unique_ptr<Child> server =
-      Child::Start({config.sluice_server, kNoMetrics, "--workers=2"}, config.work_dir, "abandon");
+  std::unique_ptr<ChildServer> server =
+      ChildServer::Start({config.sluice_server, kNoMetrics, "--workers=2"}, config.work_dir, "abandon");
   if (server == nullptr) {
     report.Add(section, "server", "did not start");
     return;

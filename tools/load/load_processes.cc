@@ -49,7 +49,6 @@ std::string ReadWhole(const std::string& path) {
 struct Spec {
   LoadOptions options;
   absl::Duration give_up_after;
-  absl::Duration hold;  // filled in by the mark
 };
 
 std::string EncodeSpec(const LoadOptions& o, absl::Duration give_up_after) {
@@ -168,13 +167,14 @@ std::optional<int> RunLoadChildIfAsked(int argc, char** argv) {
 absl::StatusOr<std::unique_ptr<LoadProcesses>> LoadProcesses::Start(
     const LoadOptions& options, int processes, const std::string& work_dir,
     absl::Duration give_up_after) {
-  processes = std::max(1, std::min(processes, options.streams));
+  processes = std::max(1, std::min({processes, options.streams, options.channels}));
   char self[4096];
   const ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
   if (n <= 0) return absl::InternalError("cannot read /proc/self/exe");
   self[n] = '\0';
   mkdir(work_dir.c_str(), 0755);
   auto load = std::unique_ptr<LoadProcesses>(new LoadProcesses());
+  load->streams_ = options.streams;
   for (int i = 0; i < processes; ++i) {
     LoadOptions share = options;
     share.streams = options.streams / processes + (i < options.streams % processes ? 1 : 0);
@@ -234,13 +234,7 @@ bool LoadProcesses::WaitForFirstChunks(absl::Time deadline) {
     }
     with_chunks_ += n;
   }
-  int streams = 0;
-  for (const Child& child : children_) {
-    if (std::optional<Spec> spec = DecodeSpec(ReadWhole(child.dir + "/spec"))) {
-      streams += spec->options.streams;
-    }
-  }
-  return all && with_chunks_ == streams;
+  return all && with_chunks_ == streams_;
 }
 
 void LoadProcesses::Signal(int signal) {
@@ -268,7 +262,7 @@ int LoadProcesses::WaitForChunksSinceMark(absl::Time deadline) {
 void LoadProcesses::CancelAll() { Signal(SIGUSR2); }
 
 bool LoadProcesses::WaitDone(absl::Time deadline) {
-  cancelled_ = done_ = other_errors_ = 0;
+  cancelled_ = other_errors_ = 0;
   chunks_since_mark_ = 0;
   first_error_.clear();
   bool all = true;
@@ -284,7 +278,6 @@ bool LoadProcesses::WaitDone(absl::Time deadline) {
       continue;
     }
     cancelled_ += cancelled;
-    done_ += done;
     chunks_since_mark_ += chunks;
     other_errors_ += errors;
     if (first_error_.empty() && lines.size() > 1) {
@@ -294,10 +287,21 @@ bool LoadProcesses::WaitDone(absl::Time deadline) {
   return all;
 }
 
-std::vector<pid_t> LoadProcesses::pids() const {
-  std::vector<pid_t> out;
-  for (const Child& child : children_) out.push_back(child.process->pid());
-  return out;
+ProcStats LoadProcesses::stats() const {
+  ProcStats sum;
+  for (const Child& child : children_) {
+    if (std::optional<ProcStats> s = ReadProcStats(child.process->pid())) {
+      sum.rss_bytes += s->rss_bytes;
+      sum.cpu += s->cpu;
+    }
+  }
+  return sum;
+}
+
+int ProcessesFor(int streams) { return std::max(1, (streams + 4999) / 5000); }
+
+int64_t TransportQuotaFor(int streams) {
+  return std::max<int64_t>(int64_t{512} << 20, int64_t{streams} * 20480);
 }
 
 }  // namespace sluice

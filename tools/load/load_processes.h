@@ -28,16 +28,29 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "tools/load/stream_load.h"
+#include "tools/proc_stats.h"
 #include "tools/subprocess.h"
 
 namespace sluice {
 
+// ProcessesFor: how many client processes `streams` streams are spread
+// over by default: one per 5,000.
+int ProcessesFor(int streams);
+
+// TransportQuotaFor: the --transport_memory_bytes a server needs to hold
+// `streams` open streams. gRPC charges each call's own state (its arena,
+// about 15 KB) to the transport quota, whose default (512 MiB) holds about
+// 35,000 streams; beyond it gRPC stalls its connections' reads until memory
+// frees. 20 KiB a stream, and never less than the default.
+int64_t TransportQuotaFor(int streams);
+
 class LoadProcesses {
  public:
   // Start: starts `processes` children in `work_dir` (created if needed),
-  // the streams and connections of `options` split evenly among them; each
-  // child gives up after `give_up_after`. Returns at once; the children open
-  // their streams by themselves.
+  // the streams and connections of `options` split evenly among them (no
+  // more children than streams or connections: each has connections of its
+  // own); each child gives up after `give_up_after`. Returns at once; the
+  // children open their streams by themselves.
   static absl::StatusOr<std::unique_ptr<LoadProcesses>> Start(const LoadOptions& options,
                                                               int processes,
                                                               const std::string& work_dir,
@@ -65,18 +78,19 @@ class LoadProcesses {
   // WaitDone: until every child has reported its streams ended, or
   // `deadline`. True if all did.
   bool WaitDone(absl::Time deadline);
-  // After WaitDone: streams that ended CANCELLED, that ended at all, and the
-  // chunks received between MarkChunks and CancelAll.
+  // After WaitDone: streams that ended CANCELLED, and the chunks received
+  // between MarkChunks and CancelAll.
   int cancelled() const { return cancelled_; }
-  int done() const { return done_; }
   int64_t chunks_since_mark() const { return chunks_since_mark_; }
   // Streams that ended with a status other than OK, CANCELLED or
   // DEADLINE_EXCEEDED, and the first such status.
   int other_errors() const { return other_errors_; }
   const std::string& first_error() const { return first_error_; }
 
-  // pids: the children, e.g. for their CPU and memory.
-  std::vector<pid_t> pids() const;
+  // processes: how many children were started.
+  int processes() const { return static_cast<int>(children_.size()); }
+  // stats: the children's memory and CPU time, summed.
+  ProcStats stats() const;
 
  private:
   LoadProcesses() = default;
@@ -92,10 +106,10 @@ class LoadProcesses {
   std::vector<std::string> Collect(const std::string& phase, absl::Time deadline);
 
   std::vector<Child> children_;
+  int streams_ = 0;  // over all children
   int with_chunks_ = 0;
   std::vector<absl::Duration> latencies_;
   int cancelled_ = 0;
-  int done_ = 0;
   int64_t chunks_since_mark_ = 0;
   int other_errors_ = 0;
   std::string first_error_;

@@ -12,7 +12,6 @@
 
 #include <signal.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -89,8 +88,7 @@ int Run(std::vector<std::string> params) {
   int channels = absl::GetFlag(FLAGS_channels);
   if (channels <= 0) channels = std::max(1, (streams + 499) / 500);
   int processes = absl::GetFlag(FLAGS_processes);
-  if (processes <= 0) processes = std::max(1, (streams + 4999) / 5000);
-  processes = std::min(processes, channels);  // each process has connections of its own
+  if (processes <= 0) processes = ProcessesFor(streams);
   // Connections need descriptors, here and in the server (which inherits the limit).
   const int64_t open_files = RaiseOpenFileLimit();
   if (open_files >= 0 && open_files < channels + 64) {
@@ -110,11 +108,8 @@ int Run(std::vector<std::string> params) {
                                      "--metrics_port=0",
                                      absl::StrCat("--max_active=", streams + 16),
                                      absl::StrCat("--queue_capacity=", streams + 16),
-                                     // gRPC charges each call's own state (about 15 KB) to
-                                     // the transport quota: room for the streams.
                                      absl::StrCat("--transport_memory_bytes=",
-                                                  std::max<int64_t>(int64_t{512} << 20,
-                                                                    int64_t{streams} * 20480))};
+                                                  TransportQuotaFor(streams))};
     for (absl::string_view a :
          absl::StrSplit(absl::GetFlag(FLAGS_server_args), ' ', absl::SkipWhitespace())) {
       argv.emplace_back(a);
@@ -158,8 +153,6 @@ int Run(std::vector<std::string> params) {
   }
 
   Report("target", target);
-  Report("streams / channels / client processes",
-         absl::StrCat(streams, " / ", channels, " / ", processes));
   ReportServer(server_pid, "idle");
 
   bool ok = true;
@@ -180,16 +173,8 @@ int Run(std::vector<std::string> params) {
     return 1;
   }
   LoadProcesses& load = **started;
-  auto client_stats = [&load] {
-    ProcStats sum;
-    for (pid_t pid : load.pids()) {
-      if (std::optional<ProcStats> s = ReadProcStats(pid)) {
-        sum.rss_bytes += s->rss_bytes;
-        sum.cpu += s->cpu;
-      }
-    }
-    return sum;
-  };
+  Report("streams / channels / client processes",
+         absl::StrCat(streams, " / ", channels, " / ", load.processes()));
   const bool opened = load.WaitForFirstChunks(start + open_timeout);
   Report("streams with a first chunk", absl::StrCat(load.with_chunks(), " of ", streams, " in ",
                                                     absl::FormatDuration(absl::Now() - start)));
@@ -205,7 +190,7 @@ int Run(std::vector<std::string> params) {
   // Hold: every stream must keep being served.
   const std::optional<ProcStats> before_hold =
       server_pid ? ReadProcStats(server_pid) : std::nullopt;
-  const ProcStats client_hold_start = client_stats();
+  const ProcStats client_hold_start = load.stats();
   const absl::Time hold_start = absl::Now();
   load.MarkChunks(hold);
   const int served = load.WaitForChunksSinceMark(hold_start + hold + absl::Seconds(5));
@@ -215,7 +200,7 @@ int Run(std::vector<std::string> params) {
   if (served < streams) ok = false;
   absl::SleepFor(hold_start + min_hold - absl::Now());
   const absl::Duration held = absl::Now() - hold_start;
-  const ProcStats client_hold_end = client_stats();
+  const ProcStats client_hold_end = load.stats();
   std::optional<ProcStats> after_hold = server_pid ? ReadProcStats(server_pid) : std::nullopt;
   ReportServer(server_pid, "with all streams open");
 
@@ -238,7 +223,7 @@ int Run(std::vector<std::string> params) {
                          FormatMib(client_hold_end.rss_bytes),
                          100 * absl::FDivDuration(client_hold_end.cpu - client_hold_start.cpu,
                                                   held),
-                         processes));
+                         load.processes()));
   Report("streams cancelled by the client",
          absl::StrCat(load.cancelled(), " of ", streams, " in ",
                       absl::FormatDuration(cancel_time)));
@@ -259,14 +244,11 @@ int Run(std::vector<std::string> params) {
     ReportServer(server_pid, "after the cancels");
     server->Kill(SIGTERM);
     absl::StatusOr<int> status = server->Wait(absl::Seconds(30));
-    const bool clean = status.ok() && WIFEXITED(*status) && WEXITSTATUS(*status) == 0;
+    const bool clean = ExitedCleanly(status);
     Report("server exit after SIGTERM",
-           clean                    ? "0"
-           : !status.ok()           ? "NOT CLEAN: " + status.status().ToString()
-           : WIFSIGNALED(*status) ? absl::StrCat("NOT CLEAN: signal ", WTERMSIG(*status),
-                                                   "; stderr in ", server->stderr_path())
-                                    : absl::StrCat("NOT CLEAN: exit ", WEXITSTATUS(*status),
-                                                   "; stderr in ", server->stderr_path()));
+           clean ? "0"
+                 : absl::StrCat("NOT CLEAN: ", DescribeExit(status), "; stderr in ",
+                                server->stderr_path()));
     if (!clean) ok = false;
   }
   Report("result", ok ? "PASS" : "FAIL");

@@ -26,11 +26,11 @@ ABSL_FLAG(std::string, torch_models, "",
           "TorchScript language models to serve, as NAME=PATH[,NAME=PATH...], e.g. "
           "tinylm=models/tinylm/tinylm.pt. Each is checked against the module contract at "
           "start-up (see the README) and served as a batched model under NAME.");
-ABSL_FLAG(int, torch_threads, 1,
+ABSL_FLAG(int, torch_threads, sluice::LmEngineOptions().intra_op_threads,
           "libtorch's intra-op threads, for all TorchScript models (set once, before any "
           "model work). 1 suits small models, whose steps are batched rather than split; raise "
           "it for large ones on a machine with cores to spare.");
-ABSL_FLAG(int, torch_prefill_chunk, 64,
+ABSL_FLAG(int, torch_prefill_chunk, sluice::TorchLmOptions().prefill_chunk,
           "Prompt tokens a TorchScript model runs per step: a caller who leaves during a long "
           "prompt stops it within one chunk, and the batch's other sequences wait at most one "
           "chunk per step.");

@@ -52,30 +52,6 @@ std::vector<std::string> TorchLanguageModel::Stats::last_decode_batch() const {
   return last_decode_batch_;
 }
 
-bool TorchLanguageModel::Stats::WaitFor(const std::function<bool()>& done,
-                                        absl::Duration timeout) const {
-  const absl::Time deadline = absl::Now() + timeout;
-  MutexLock lock(&mu_);
-  while (!done()) {
-    if (cv_.WaitWithDeadline(&mu_, deadline)) return done();
-  }
-  return true;
-}
-
-bool TorchLanguageModel::Stats::WaitForDecodeSteps(int64_t n, absl::Duration timeout) const {
-  return WaitFor([&] { return decode_steps() >= n; }, timeout);
-}
-
-bool TorchLanguageModel::Stats::WaitForReleased(int64_t n, absl::Duration timeout) const {
-  return WaitFor([&] { return released() >= n; }, timeout);
-}
-
-void TorchLanguageModel::Stats::Changed() {
-  // Taking the lock orders the counter update before a waiter's re-check.
-  MutexLock lock(&mu_);
-  cv_.SignalAll();
-}
-
 // --- The model -----------------------------------------------------------------------
 
 TorchLanguageModel::TorchLanguageModel(TorchLmOptions options, LmEngineLoader loader)
@@ -156,7 +132,6 @@ absl::StatusOr<std::unique_ptr<LmSequence>> TorchLanguageModel::Start(LmPrompt p
   Sampler sampler(prompt.sampling, prompt.seed, /*allowed=*/256, /*also_allowed=*/info.eos_token);
   auto sequence =
       std::make_unique<LmSequence>(std::move(prompt), *std::move(cache), std::move(sampler));
-  stats_.started_.fetch_add(1);
   return sequence;
 }
 
@@ -238,9 +213,12 @@ absl::Status TorchLanguageModel::Step(absl::Span<LmSequence* const> batch,
   absl::Status decoded = engine_->Decode(caches_, tokens_, positions_, absl::MakeSpan(logits_));
   if (!decoded.ok()) return decoded;
   {
+    // Assigned in place: the strings' storage is reused from step to step.
     MutexLock lock(&stats_.mu_);
-    stats_.last_decode_batch_.clear();
-    for (size_t i : decoding_) stats_.last_decode_batch_.push_back(batch[i]->prompt.request_id);
+    stats_.last_decode_batch_.resize(decoding_.size());
+    for (size_t k = 0; k < decoding_.size(); ++k) {
+      stats_.last_decode_batch_[k].assign(batch[decoding_[k]]->prompt.request_id);
+    }
   }
   for (size_t k = 0; k < decoding_.size(); ++k) {
     LmSequence& s = *batch[decoding_[k]];
@@ -249,7 +227,6 @@ absl::Status TorchLanguageModel::Step(absl::Span<LmSequence* const> batch,
     Next(s, absl::MakeConstSpan(logits_).subspan(k * vocab, vocab), out[decoding_[k]]);
   }
   stats_.decode_steps_.fetch_add(1);
-  stats_.Changed();
   return absl::OkStatus();
 }
 
@@ -263,8 +240,6 @@ void TorchLanguageModel::Release(std::unique_ptr<LmSequence> sequence) {
   released.decode_steps = sequence->decode_steps;
   sequence.reset();  // frees its cache
   if (on_release_) on_release_(released);
-  stats_.released_.fetch_add(1);
-  stats_.Changed();
 }
 
 uint64_t TorchLanguageModel::StateBytes(const LmSequence& sequence) const {

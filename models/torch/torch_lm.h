@@ -40,17 +40,11 @@ struct TorchLmOptions {
   LmEngineOptions engine;
   // limits: the batching limits the model declares (the operator may
   // override them with --model_options).
-  BatchLimits limits = DefaultLimits();
+  BatchLimits limits;
   // prefill_chunk: prompt tokens run per step. A caller who leaves during a
   // long prompt's prefill stops it within one chunk; the other sequences of
   // the batch wait at most one chunk's time per step.
   int64_t prefill_chunk = 64;
-
-  static BatchLimits DefaultLimits() {
-    BatchLimits limits;
-    limits.max_batch = 32;
-    return limits;
-  }
 };
 
 // LmPrompt: a decoded request.
@@ -67,7 +61,10 @@ struct LmPrompt {
 // LmSequence: one sequence's state, from Start to Release.
 struct LmSequence {
   LmSequence(LmPrompt p, std::unique_ptr<LmEngine::Cache> c, Sampler s)
-      : prompt(std::move(p)), cache(std::move(c)), sampler(std::move(s)), text(prompt.stops) {}
+      : prompt(std::move(p)),
+        cache(std::move(c)),
+        sampler(std::move(s)),
+        text(std::move(prompt.stops)) {}  // the stops are the output's from here
 
   LmPrompt prompt;
   std::unique_ptr<LmEngine::Cache> cache;  // freed with the sequence
@@ -96,24 +93,16 @@ class TorchLanguageModel final : public BatchedModel<LmPrompt, std::string, LmSe
   // Stats: what the model did. Thread-safe.
   class Stats {
    public:
-    int64_t started() const { return started_.load(); }
-    int64_t released() const { return released_.load(); }
     int64_t prefill_chunks() const { return prefill_chunks_.load(); }
     int64_t decode_steps() const { return decode_steps_.load(); }
     // last_decode_batch: the request ids of the last decode call, in order.
     std::vector<std::string> last_decode_batch() const;
-    // WaitForDecodeSteps: until decode_steps() >= n, or `timeout`.
-    bool WaitForDecodeSteps(int64_t n, absl::Duration timeout) const;
-    bool WaitForReleased(int64_t n, absl::Duration timeout) const;
 
    private:
     friend class TorchLanguageModel;
-    bool WaitFor(const std::function<bool()>& done, absl::Duration timeout) const;
-    void Changed();
 
     mutable Mutex mu_;
-    mutable CondVar cv_;
-    std::atomic<int64_t> started_{0}, released_{0}, prefill_chunks_{0}, decode_steps_{0};
+    std::atomic<int64_t> prefill_chunks_{0}, decode_steps_{0};
     std::vector<std::string> last_decode_batch_ ABSL_GUARDED_BY(mu_);
   };
 

@@ -207,8 +207,9 @@ class TorchScriptEngine final : public LmEngine {
   torch::jit::Module module_;
   std::optional<torch::jit::Method> prefill_, decode_;
   LmEngineInfo info_;
-  at::Tensor empty_;  // new_cache()'s result [1, ...], copied into each new slot
-  at::Tensor pool_;   // undefined while no cache exists
+  at::Tensor empty_;     // new_cache()'s result [1, ...], copied into each new slot
+  at::Tensor pool_;      // undefined while no cache exists
+  at::Tensor swap_row_;  // SwapRows' scratch row, made at the first swap
   std::vector<Slot*> owners_;
   std::atomic<int64_t> live_{0};
   std::vector<char> wanted_;  // Decode's scratch: rows in the batch
@@ -301,15 +302,16 @@ absl::StatusOr<std::pair<at::Tensor, at::Tensor>> TorchScriptEngine::CheckStep(
     return Error(absl::StrCat(method, " returned ", Describe(result),
                               "; expected a tuple (logits, cache) of two Tensors"));
   }
-  at::Tensor logits = result.toTupleRef().elements()[0].toTensor();
-  at::Tensor cache = result.toTupleRef().elements()[1].toTensor();
+  const auto& elements = result.toTupleRef().elements();
+  at::Tensor logits = elements[0].toTensor();
+  at::Tensor cache = elements[1].toTensor();
   if (logits.dim() != 2 || logits.size(0) != batch || logits.size(1) != info_.vocab_size ||
       !at::isFloatingType(logits.scalar_type())) {
     return Error(absl::StrCat(method, " returned logits ", Describe(logits), "; expected [", batch,
                               ", ", info_.vocab_size,
                               "] (batch, vocab_size()) of a floating-point dtype"));
   }
-  if (Shape(cache) != Shape(cache_in) || cache.scalar_type() != cache_in.scalar_type()) {
+  if (cache.sizes() != cache_in.sizes() || cache.scalar_type() != cache_in.scalar_type()) {
     return Error(absl::StrCat(method, " returned a cache ", Describe(cache), "; expected ",
                               Describe(cache_in),
                               ", the shape and dtype of the cache it was given"));
@@ -431,9 +433,10 @@ absl::StatusOr<std::unique_ptr<LmEngine::Cache>> TorchScriptEngine::NewCache() {
 }
 
 void TorchScriptEngine::SwapRows(int64_t a, int64_t b) {
-  at::Tensor held = pool_.select(0, a).clone();
+  if (!swap_row_.defined()) swap_row_ = at::empty_like(pool_.select(0, a));
+  swap_row_.copy_(pool_.select(0, a));
   pool_.select(0, a).copy_(pool_.select(0, b));
-  pool_.select(0, b).copy_(held);
+  pool_.select(0, b).copy_(swap_row_);
   std::swap(owners_[a], owners_[b]);
   owners_[a]->row = a;
   owners_[b]->row = b;

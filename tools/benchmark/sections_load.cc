@@ -160,7 +160,8 @@ void RunThroughputAndFirstChunk(const BenchConfig& config, bool throughput, bool
   sluice_argv.insert(sluice_argv.end(), config.throughput_server_args.begin(),
                      config.throughput_server_args.end());
   std::unique_ptr<ChildServer> sluice = ChildServer::Start(sluice_argv, config.work_dir, "sluice");
-  std::unique_ptr<ChildServer> raw = ChildServer::Start({config.raw_server}, config.work_dir, "raw");
+  std::unique_ptr<ChildServer> raw =
+      ChildServer::Start({config.raw_server}, config.work_dir, "raw");
   if (sluice == nullptr || raw == nullptr) {
     report.Add("Throughput", "servers", "did not start");
     return;
@@ -296,8 +297,7 @@ void RunThroughputAndFirstChunk(const BenchConfig& config, bool throughput, bool
       const double p99_ratio = r.p99 > 0 ? s.p99 / r.p99 : 0;
       report.Add(section, label + ": sluice / raw gRPC, p50 / p99",
                  absl::StrCat(FormatNumber(p50_ratio), "x / ", FormatNumber(p99_ratio), "x"),
-                 "<= 1.2x",
-                 Check(s.n > 0 && r.n > 0 && p50_ratio <= 1.2 && p99_ratio <= 1.2));
+                 "<= 1.2x", Check(s.n > 0 && r.n > 0 && p50_ratio <= 1.2 && p99_ratio <= 1.2));
     }
   }
   sluice->Stop();
@@ -419,8 +419,8 @@ namespace {
 // once, held while each must be served again, then all cancelled. With
 // `paced_targets`, judged on what an idle stream costs (CPU per chunk, memory
 // per stream); otherwise on scale (all served and cancellable, RSS bound).
-void ManyStreams(const BenchConfig& config, Report& report, const std::string& section,
-                 int streams, bool paced_targets) {
+void ManyStreams(const BenchConfig& config, Report& report, const std::string& section, int streams,
+                 bool paced_targets) {
   // At scale the server may fall behind the pacing (see BENCHMARKS.md): each
   // stream is given longer to be served again.
   const absl::Duration hold = paced_targets ? config.scale_hold : config.scale_hold_large;
@@ -511,15 +511,13 @@ void ManyStreams(const BenchConfig& config, Report& report, const std::string& s
                absl::StrCat(idle->threads, " / ", open->threads));
   }
   const double chunks = static_cast<double>(chunks_held);
-  const double cpu_per_chunk_us =
-      chunks > 0 ? absl::ToDoubleMicroseconds(cpu1 - cpu0) / chunks : 0;
+  const double cpu_per_chunk_us = chunks > 0 ? absl::ToDoubleMicroseconds(cpu1 - cpu0) / chunks : 0;
   report.Add(section, "server CPU while serving them",
              absl::StrFormat("%s%% of one core, %s chunks/s",
                              FormatNumber(100 * absl::FDivDuration(cpu1 - cpu0, held)),
                              FormatNumber(chunks / absl::ToDoubleSeconds(held))));
   if (paced_targets) {
-    report.Add(section, "server CPU per chunk",
-               absl::StrCat(FormatNumber(cpu_per_chunk_us), " us"),
+    report.Add(section, "server CPU per chunk", absl::StrCat(FormatNumber(cpu_per_chunk_us), " us"),
                absl::StrCat("<= ", FormatNumber(config.paced_cpu_per_chunk_target_us), " us"),
                Check(chunks > 0 && cpu_per_chunk_us <= config.paced_cpu_per_chunk_target_us));
   } else {
@@ -549,8 +547,8 @@ void RunScale(const BenchConfig& config, Report& report) {
 
 void RunAbandonment(const BenchConfig& config, Report& report) {
   const std::string section = "Abandonment tax";
-  std::unique_ptr<ChildServer> server =
-      ChildServer::Start({config.sluice_server, kNoMetrics, "--workers=2"}, config.work_dir, "abandon");
+  std::unique_ptr<ChildServer> server = ChildServer::Start(
+      {config.sluice_server, kNoMetrics, "--workers=2"}, config.work_dir, "abandon");
   if (server == nullptr) {
     report.Add(section, "server", "did not start");
     return;

@@ -52,13 +52,11 @@ struct Spec {
 };
 
 std::string EncodeSpec(const LoadOptions& o, absl::Duration give_up_after) {
-  return absl::StrCat("target=", o.target, "\nstreams=", o.streams, "\nchannels=", o.channels,
-                      "\ndeadline_ms=",
-                      o.deadline == absl::InfiniteDuration()
-                          ? int64_t{-1}
-                          : absl::ToInt64Milliseconds(o.deadline),
-                      "\ngive_up_ms=", absl::ToInt64Milliseconds(give_up_after),
-                      "\nrequest=", absl::Base64Escape(o.request.SerializeAsString()), "\n");
+  return absl::StrCat(
+      "target=", o.target, "\nstreams=", o.streams, "\nchannels=", o.channels, "\ndeadline_ms=",
+      o.deadline == absl::InfiniteDuration() ? int64_t{-1} : absl::ToInt64Milliseconds(o.deadline),
+      "\ngive_up_ms=", absl::ToInt64Milliseconds(give_up_after),
+      "\nrequest=", absl::Base64Escape(o.request.SerializeAsString()), "\n");
 }
 
 std::optional<Spec> DecodeSpec(const std::string& text) {
@@ -164,9 +162,10 @@ std::optional<int> RunLoadChildIfAsked(int argc, char** argv) {
   return std::nullopt;
 }
 
-absl::StatusOr<std::unique_ptr<LoadProcesses>> LoadProcesses::Start(
-    const LoadOptions& options, int processes, const std::string& work_dir,
-    absl::Duration give_up_after) {
+absl::StatusOr<std::unique_ptr<LoadProcesses>> LoadProcesses::Start(const LoadOptions& options,
+                                                                    int processes,
+                                                                    const std::string& work_dir,
+                                                                    absl::Duration give_up_after) {
   processes = std::max(1, std::min({processes, options.streams, options.channels}));
   char self[4096];
   const ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
@@ -178,8 +177,8 @@ absl::StatusOr<std::unique_ptr<LoadProcesses>> LoadProcesses::Start(
   for (int i = 0; i < processes; ++i) {
     LoadOptions share = options;
     share.streams = options.streams / processes + (i < options.streams % processes ? 1 : 0);
-    share.channels = std::max(1, options.channels / processes +
-                                     (i < options.channels % processes ? 1 : 0));
+    share.channels =
+        std::max(1, options.channels / processes + (i < options.channels % processes ? 1 : 0));
     share.request.set_request_id(absl::StrCat(options.request.request_id(), i, "-"));
     Child child;
     child.dir = absl::StrCat(work_dir, "/child", i);

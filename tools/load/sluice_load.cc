@@ -102,14 +102,14 @@ int Run(std::vector<std::string> params) {
   if (!absl::GetFlag(FLAGS_server).empty()) {
     const std::string dir = absl::StrCat("/tmp/sluice_load.", getpid());
     mkdir(dir.c_str(), 0755);
-    std::vector<std::string> argv = {absl::GetFlag(FLAGS_server),
-                                     "--port=0",
-                                     "--port_file=" + dir + "/port",
-                                     "--metrics_port=0",
-                                     absl::StrCat("--max_active=", streams + 16),
-                                     absl::StrCat("--queue_capacity=", streams + 16),
-                                     absl::StrCat("--transport_memory_bytes=",
-                                                  TransportQuotaFor(streams))};
+    std::vector<std::string> argv = {
+        absl::GetFlag(FLAGS_server),
+        "--port=0",
+        "--port_file=" + dir + "/port",
+        "--metrics_port=0",
+        absl::StrCat("--max_active=", streams + 16),
+        absl::StrCat("--queue_capacity=", streams + 16),
+        absl::StrCat("--transport_memory_bytes=", TransportQuotaFor(streams))};
     for (absl::string_view a :
          absl::StrSplit(absl::GetFlag(FLAGS_server_args), ' ', absl::SkipWhitespace())) {
       argv.emplace_back(a);
@@ -162,8 +162,7 @@ int Run(std::vector<std::string> params) {
   const absl::Duration min_hold = absl::Milliseconds(absl::GetFlag(FLAGS_min_hold_ms));
   // Each client process gives up by itself (cancels its streams and exits)
   // if this process does not move it on in time.
-  const absl::Duration give_up =
-      open_timeout + std::max(hold, min_hold) + absl::Seconds(60);
+  const absl::Duration give_up = open_timeout + std::max(hold, min_hold) + absl::Seconds(60);
   const absl::Time start = absl::Now();
   absl::StatusOr<std::unique_ptr<LoadProcesses>> started =
       LoadProcesses::Start(options, processes, work_dir, give_up);
@@ -219,14 +218,12 @@ int Run(std::vector<std::string> params) {
                            chunks_held));
   }
   Report("client RSS / CPU while they are served",
-         absl::StrFormat("%s / %.0f%% of one core (%d processes)",
-                         FormatMib(client_hold_end.rss_bytes),
-                         100 * absl::FDivDuration(client_hold_end.cpu - client_hold_start.cpu,
-                                                  held),
-                         load.processes()));
-  Report("streams cancelled by the client",
-         absl::StrCat(load.cancelled(), " of ", streams, " in ",
-                      absl::FormatDuration(cancel_time)));
+         absl::StrFormat(
+             "%s / %.0f%% of one core (%d processes)", FormatMib(client_hold_end.rss_bytes),
+             100 * absl::FDivDuration(client_hold_end.cpu - client_hold_start.cpu, held),
+             load.processes()));
+  Report("streams cancelled by the client", absl::StrCat(load.cancelled(), " of ", streams, " in ",
+                                                         absl::FormatDuration(cancel_time)));
   if (load.other_errors() > 0) {
     Report("streams that failed", absl::StrCat(load.other_errors(), ": ", load.first_error()));
   }
@@ -245,10 +242,10 @@ int Run(std::vector<std::string> params) {
     server->Kill(SIGTERM);
     absl::StatusOr<int> status = server->Wait(absl::Seconds(30));
     const bool clean = ExitedCleanly(status);
-    Report("server exit after SIGTERM",
-           clean ? "0"
-                 : absl::StrCat("NOT CLEAN: ", DescribeExit(status), "; stderr in ",
-                                server->stderr_path()));
+    Report("server exit after SIGTERM", clean
+                                            ? "0"
+                                            : absl::StrCat("NOT CLEAN: ", DescribeExit(status),
+                                                           "; stderr in ", server->stderr_path()));
     if (!clean) ok = false;
   }
   Report("result", ok ? "PASS" : "FAIL");

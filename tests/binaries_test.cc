@@ -4,14 +4,12 @@
 #include <signal.h>
 #include <sys/wait.h>
 
-#include <cstring>
 #include <fstream>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "client/sluice_client.h"
@@ -139,13 +137,8 @@ int CountLines(const std::vector<std::string>& log, absl::string_view text, char
 TEST(BinariesTest, StockServerServesMetricsOnTheMetricsPort) {
   ServerProcess server("service/sluice_server", {"--metrics_port=0"});
   ASSERT_TRUE(server.WaitReady()) << server.process().Stderr();
-  // The server logs its metrics address before it writes the port file.
-  const std::string log = server.process().Stderr();
-  const size_t at = log.find("metrics on http://127.0.0.1:");
-  ASSERT_NE(at, std::string::npos) << log;
-  int port = 0;
-  const std::string rest = log.substr(at + std::strlen("metrics on http://127.0.0.1:"));
-  ASSERT_TRUE(absl::SimpleAtoi(rest.substr(0, rest.find('/')), &port)) << rest;
+  const int port = server.MetricsPort();
+  ASSERT_GT(port, 0) << server.process().Stderr();
   ASSERT_TRUE(server.client().Predict(MakeRequest("echo", "hi")).ok());
 
   // The call is accounted a moment after its client has the answer: watch

@@ -32,6 +32,16 @@ ServerProcess::ServerProcess(const std::string& binary, std::vector<std::string>
   if (process.ok()) process_ = *std::move(process);
 }
 
+int ServerProcess::MetricsPort() const {
+  const std::string log = process_->Stderr();
+  const std::string marker = "metrics on http://127.0.0.1:";
+  const size_t at = log.find(marker);
+  if (at == std::string::npos) return -1;
+  const std::string rest = log.substr(at + marker.size());
+  int port = -1;
+  return absl::SimpleAtoi(rest.substr(0, rest.find('/')), &port) ? port : -1;
+}
+
 bool ServerProcess::WaitReady() {
   absl::StatusOr<std::string> text = WaitForFile(dir_ + "/port", *process_, kWait);
   int port;

@@ -27,6 +27,10 @@ class ServerProcess {
   const std::string& target() const { return target_; }
   SluiceClient& client() { return *client_; }
   Subprocess& process() { return *process_; }
+  // MetricsPort: the metrics port the server logged (with --metrics_port=0,
+  // the one it picked), or -1 if it logged none. It logs it before it writes
+  // its port file, so after WaitReady.
+  int MetricsPort() const;
 
   // StopAndLog: stops the server with SIGTERM, expects it to exit 0, and
   // returns everything it logged, one entry per line.

@@ -5,7 +5,6 @@
 
 #include <sys/wait.h>
 
-#include <cstdlib>
 #include <string>
 #include <thread>
 #include <vector>
@@ -42,15 +41,6 @@ std::vector<std::string> TorchFlags(const std::string& models,
   flags.insert(flags.begin(),
                {"--torch_models=" + models, "--torch_threads=1", "--builtin_models=echo"});
   return flags;
-}
-
-// MetricsPort: the port the server logged for its metrics (--metrics_port=0).
-int MetricsPort(ServerProcess& server) {
-  const std::string log = server.process().Stderr();
-  const std::string marker = "metrics on http://127.0.0.1:";
-  const size_t at = log.find(marker);
-  if (at == std::string::npos) return -1;
-  return std::atoi(log.c_str() + at + marker.size());
 }
 
 TEST(TorchServerTest, CliStreamsTextFromTinylm) {
@@ -110,7 +100,7 @@ TEST(TorchServerTest, GreedyStreamsAtOnceMatchEachAlone) {
     EXPECT_EQ(together[i].output, alone[i]) << "prompt \"" << prompts[i] << "\"";
   }
   // They did share steps.
-  const MetricsPage page = Scrape(MetricsPort(server));
+  const MetricsPage page = Scrape(server.MetricsPort());
   EXPECT_LT(page["sluice_batch_size_bucket{model=\"tiny\",le=\"1\"}"],
             page["sluice_batch_size_count{model=\"tiny\"}"]);
   server.StopAndLog();
@@ -120,7 +110,7 @@ TEST(TorchServerTest, CancelFromTheCliFreesTheSequenceWithoutFurtherSteps) {
   ServerProcess server("service/sluice_server",
                        TorchFlags("tinylm=" + Tinylm(), {"--metrics_port=0", "--vlog=1"}));
   ASSERT_TRUE(server.WaitReady()) << server.process().Stderr();
-  const int port = MetricsPort(server);
+  const int port = server.MetricsPort();
   ASSERT_GT(port, 0) << server.process().Stderr();
   const CliRun run =
       RunCli(server.target(),
@@ -148,7 +138,7 @@ TEST(TorchServerTest, StateBytesShowTheCacheOfAnOpenStream) {
   ServerProcess server("service/sluice_server",
                        TorchFlags("tinylm=" + Tinylm(), {"--metrics_port=0"}));
   ASSERT_TRUE(server.WaitReady()) << server.process().Stderr();
-  const int port = MetricsPort(server);
+  const int port = server.MetricsPort();
   ASSERT_GT(port, 0);
   {
     // Reads one chunk and then nothing: the sequence holds its cache,

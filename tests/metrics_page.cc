@@ -38,7 +38,7 @@ MetricsPage ScrapeUntil(int port, const std::string& series, double value, absl:
   MetricsPage page = Scrape(port);
   while (page[series] != value && absl::Now() < deadline) page = Scrape(port);
   EXPECT_EQ(page[series], value) << series << " never reached " << value;
-  return page;
+  return Scrape(port);
 }
 
 }  // namespace sluice::testing

@@ -30,8 +30,11 @@ class MetricsPage {
 MetricsPage Scrape(int port);
 
 // ScrapeUntil: scrapes until `series` reads `value`, as an operator watching
-// the page would see it happen, or `timeout` passes (a test failure). The
-// last page.
+// the page would see it happen, or `timeout` passes (a test failure). Returns
+// the next page after the one that showed it: the server reads a page series
+// by series while calls move, so on that page a series read before `series`
+// may be older than it (calls_in_flight, read before queue_depth, can miss the
+// call that queue_depth shows). Callers wait for a state that then holds still.
 MetricsPage ScrapeUntil(int port, const std::string& series, double value,
                         absl::Duration timeout = absl::Seconds(30));
 

@@ -271,9 +271,8 @@ void Call::Apply(AfterUnlock& after) {
   if (after.stop_driver && driver_ != nullptr) driver_->StopTask(*task_);
   if (after.budget_release > 0) options_.output_budget->Remove(after.budget_release);
   if (after.write != nullptr) {
-    WriteStarter* starter = after.on_driver_thread && driver_ != nullptr
-                                ? driver_->write_starter()
-                                : nullptr;
+    WriteStarter* starter =
+        after.on_driver_thread && driver_ != nullptr ? driver_->write_starter() : nullptr;
     if (starter != nullptr) {
       // The message stays the front of the buffer, and the write marked
       // outstanding, until the write completes: nothing frees it, writes

@@ -194,8 +194,7 @@ class Executor final : public CallDriver {
   // Sleeping calls, the earliest first, and the idle worker waiting for the
   // earliest one's time (nullptr: none is; a worker that goes idle with
   // sleepers waiting takes the role).
-  std::priority_queue<Sleeper, std::vector<Sleeper>, std::greater<>> sleeping_
-      ABSL_GUARDED_BY(mu_);
+  std::priority_queue<Sleeper, std::vector<Sleeper>, std::greater<>> sleeping_ ABSL_GUARDED_BY(mu_);
   uint64_t next_sleeper_seq_ ABSL_GUARDED_BY(mu_) = 0;
   IdleWorker* timer_keeper_ ABSL_GUARDED_BY(mu_) = nullptr;
   // One per worker, alive as long as the executor (so a worker may be

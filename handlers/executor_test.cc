@@ -131,8 +131,7 @@ class PacedModel final : public Model<int, int> {
  public:
   PacedModel(int chunks, absl::Duration interval) : chunks_(chunks), interval_(interval) {}
   absl::StatusOr<int> Decode(const Request&) const override { return 0; }
-  absl::StatusOr<std::unique_ptr<Generator<int>>> Predict(int,
-                                                          const CancellationToken&) override {
+  absl::StatusOr<std::unique_ptr<Generator<int>>> Predict(int, const CancellationToken&) override {
     return std::unique_ptr<Generator<int>>(std::make_unique<Gen>(this));
   }
   absl::StatusOr<std::string> Encode(int i) const override { return std::to_string(i); }
@@ -219,9 +218,9 @@ TEST_F(ExecutorTest, CancelsRacingTheWorkersThatResumeCallsEndEachCallOnce) {
     std::vector<std::shared_ptr<StreamCall>> calls;
     for (int i = 0; i < kCalls; ++i) {
       auto prepared = model_.Prepare(
-          "synthetic", MakeRequest("synthetic", "",
-                                   {{"tokens", IntParam(1000000)},
-                                    {"token_interval_us", IntParam(200)}}));
+          "synthetic",
+          MakeRequest("synthetic", "",
+                      {{"tokens", IntParam(1000000)}, {"token_interval_us", IntParam(200)}}));
       ASSERT_TRUE(prepared.ok());
       sinks_.push_back(std::make_unique<FakeStreamSink>(/*auto_complete=*/true));
       CallOptions options;

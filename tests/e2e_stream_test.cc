@@ -249,7 +249,8 @@ TEST(LimitsTest, RequestsInFlightAreBoundedInMemory) {
   EXPECT_EQ(refused.status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
   EXPECT_THAT(refused.status.error_message(), HasSubstr("--max_request_memory_bytes"));
   // Small requests still fit.
-  EXPECT_TRUE(server.client().PredictStream(MakeRequest("echo", "hi"), StreamOptions()).status.ok());
+  EXPECT_TRUE(
+      server.client().PredictStream(MakeRequest("echo", "hi"), StreamOptions()).status.ok());
 
   // Once the first call is done, its request no longer counts.
   holder->Cancel();

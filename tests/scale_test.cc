@@ -17,7 +17,8 @@ constexpr absl::Duration kWait = absl::Seconds(60);
 
 ServerOptions ManySlots() {
   ServerOptions options = TestServer::DefaultOptions();
-  options.model_overrides["synthetic"] = ModelOptions{ExecutorOptions{2, kStreams, kStreams}, {}, {}};
+  options.model_overrides["synthetic"] =
+      ModelOptions{ExecutorOptions{2, kStreams, kStreams}, {}, {}};
   return options;
 }
 

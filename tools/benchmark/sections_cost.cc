@@ -232,9 +232,9 @@ void RunCost(const BenchConfig& config, Report& report) {
     report.Add(section, label + ": instructions per message, sluice / raw",
                absl::StrCat(Format(s.instructions), " / ", Format(r.instructions), " (",
                             Ratio(s.instructions, r.instructions), ")"),
-               "<= raw", s.instructions && r.instructions
-                             ? Check(*s.instructions <= *r.instructions)
-                             : Verdict::kNone);
+               "<= raw",
+               s.instructions && r.instructions ? Check(*s.instructions <= *r.instructions)
+                                                : Verdict::kNone);
     report.Add(section, label + ": system calls per message, sluice / raw",
                absl::StrCat(Format(s.syscalls), " / ", Format(r.syscalls), " (",
                             Ratio(s.syscalls, r.syscalls), ")"));

@@ -4,35 +4,18 @@
 #include <cmath>
 #include <limits>
 #include <map>
-#include <random>
 
 #include "absl/memory/memory.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "models/rng.h"
 
 namespace sluice {
 namespace {
 
 // Pads the start of every document; never appears in text (it is stripped).
 constexpr char kStart = '\x02';
-
-// SplitMix64: a tiny, well-mixed generator whose sequence is fixed by its
-// seed on every platform (std::discrete_distribution's is not).
-class SplitMix64 {
- public:
-  explicit SplitMix64(uint64_t seed) : state_(seed) {}
-  uint64_t Next() {
-    uint64_t z = (state_ += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-  }
-  double Uniform() { return static_cast<double>(Next() >> 11) * 0x1.0p-53; }
-
- private:
-  uint64_t state_;
-};
 
 std::vector<std::string> Paragraphs(absl::string_view corpus) {
   std::vector<std::string> out;
@@ -157,12 +140,7 @@ absl::StatusOr<CharLmInput> CharLmModel::Decode(const Request& request) const {
   input.context = table_->StartContext(request.input());
   input.max_tokens = p.GetInt64("max_tokens");
   input.temperature = p.GetDouble("temperature");
-  if (p.IsSet("seed")) {
-    input.seed = static_cast<uint64_t>(p.GetInt64("seed"));
-  } else {
-    input.seed = std::random_device()();
-    input.seed = (input.seed << 32) ^ std::random_device()();
-  }
+  input.seed = SeedFrom(p);
   return input;
 }
 

@@ -8,13 +8,6 @@
 
 namespace sluice {
 
-uint64_t SequenceRng::Next() {
-  uint64_t z = (state_ += 0x9e3779b97f4a7c15ULL);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
-
 Sampler::Sampler(SamplingParams params, uint64_t seed, int64_t allowed, int64_t also_allowed)
     : params_(params), rng_(seed), allowed_(allowed), also_allowed_(also_allowed) {}
 

@@ -11,6 +11,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "models/rng.h"
 
 namespace sluice {
 
@@ -24,19 +25,6 @@ struct SamplingParams {
   // top_p: sample among the fewest likeliest tokens whose probabilities add
   // up to at least top_p (in 0..1]; 1 keeps all.
   double top_p = 1.0;
-};
-
-// SequenceRng: a small deterministic generator (SplitMix64): the same seed
-// gives the same draws on every platform.
-class SequenceRng {
- public:
-  explicit SequenceRng(uint64_t seed) : state_(seed) {}
-  uint64_t Next();
-  // Uniform: a double in [0, 1) with 53 random bits.
-  double Uniform() { return static_cast<double>(Next() >> 11) * 0x1.0p-53; }
-
- private:
-  uint64_t state_;
 };
 
 // Sampler: picks tokens for one sequence. Keeps scratch space between calls;
@@ -56,7 +44,7 @@ class Sampler {
   bool Allowed(int64_t id) const { return id < allowed_ || id == also_allowed_; }
 
   const SamplingParams params_;
-  SequenceRng rng_;
+  SplitMix64 rng_;
   const int64_t allowed_;
   const int64_t also_allowed_;
   struct Candidate {

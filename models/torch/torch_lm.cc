@@ -1,13 +1,13 @@
 #include "models/torch/torch_lm.h"
 
 #include <limits>
-#include <random>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
+#include "models/rng.h"
 
 namespace sluice {
 namespace {
@@ -112,12 +112,7 @@ absl::StatusOr<LmPrompt> TorchLanguageModel::Decode(const Request& request) cons
         "parameter top_p of model ", model,
         " must be above 0 and at most 1 (1 keeps every token), got ", prompt.sampling.top_p));
   }
-  if (p.IsSet("seed")) {
-    prompt.seed = static_cast<uint64_t>(p.GetInt64("seed"));
-  } else {
-    std::random_device random;
-    prompt.seed = (static_cast<uint64_t>(random()) << 32) ^ random();
-  }
+  prompt.seed = SeedFrom(p);
   for (const char* name : kStopParams) {
     const std::string& stop = p.GetString(name);
     if (!stop.empty()) prompt.stops.push_back(stop);

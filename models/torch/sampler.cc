@@ -13,27 +13,24 @@ Sampler::Sampler(SamplingParams params, uint64_t seed, int64_t allowed, int64_t 
 
 absl::StatusOr<int64_t> Sampler::Sample(absl::Span<const double> logits) {
   const auto n = static_cast<int64_t>(logits.size());
+  const bool greedy = params_.temperature == 0;
+  // One pass: the likeliest allowed token, and (when sampling) every allowed
+  // token with a finite logit as a candidate.
   int64_t best = -1;
+  candidates_.clear();
   for (int64_t id = 0; id < n; ++id) {
     if (std::isnan(logits[id])) {
       return absl::InternalError(absl::StrCat("the model's logit for token ", id, " is NaN"));
     }
-    if (Allowed(id) && logits[id] > -std::numeric_limits<double>::infinity() &&
-        (best < 0 || logits[id] > logits[best])) {
-      best = id;
-    }
+    if (!Allowed(id) || !(logits[id] > -std::numeric_limits<double>::infinity())) continue;
+    if (best < 0 || logits[id] > logits[best]) best = id;
+    if (!greedy) candidates_.push_back({id, logits[id] / params_.temperature});
   }
   if (best < 0) return absl::InternalError("the model gave no token a finite logit");
-  if (params_.temperature == 0) return best;
+  if (greedy) return best;
 
   // Candidates in order of preference: the likeliest first, ties by id, so
   // that the choice depends on the logits alone.
-  candidates_.clear();
-  for (int64_t id = 0; id < n; ++id) {
-    if (Allowed(id) && logits[id] > -std::numeric_limits<double>::infinity()) {
-      candidates_.push_back({id, logits[id] / params_.temperature});
-    }
-  }
   auto likelier = [](const Candidate& a, const Candidate& b) {
     return a.value > b.value || (a.value == b.value && a.id < b.id);
   };

@@ -147,7 +147,7 @@ void TorchLanguageModel::Next(LmSequence& s, absl::Span<const double> logits,
     chunk = s.text.Append(std::string(1, static_cast<char>(*token)));
     if (s.text.stopped()) {
       out.finish = FinishReason::kStop;
-    } else if (s.generated >= s.prompt.max_tokens || s.cached >= info.max_len) {
+    } else if (s.generated >= s.prompt.max_tokens || s.cached() >= info.max_len) {
       // max_tokens, or the context is full: the token just sampled has no
       // position left to be decoded at.
       chunk += s.text.Flush();
@@ -189,7 +189,6 @@ absl::Status TorchLanguageModel::Step(absl::Span<LmSequence* const> batch,
       continue;
     }
     s.prefilled += n;
-    s.cached = s.prefilled;
     if (s.prefilled == prompt) Next(s, logits_, out[i]);  // the first token
   }
   if (decoding_.empty()) return absl::OkStatus();
@@ -202,7 +201,7 @@ absl::Status TorchLanguageModel::Step(absl::Span<LmSequence* const> batch,
     LmSequence& s = *batch[i];
     caches_.push_back(s.cache.get());
     tokens_.push_back(s.next_token);
-    positions_.push_back(s.cached);
+    positions_.push_back(s.cached());
   }
   logits_.resize(decoding_.size() * vocab);
   absl::Status decoded = engine_->Decode(caches_, tokens_, positions_, absl::MakeSpan(logits_));
@@ -217,7 +216,6 @@ absl::Status TorchLanguageModel::Step(absl::Span<LmSequence* const> batch,
   }
   for (size_t k = 0; k < decoding_.size(); ++k) {
     LmSequence& s = *batch[decoding_[k]];
-    ++s.cached;
     ++s.decode_steps;
     Next(s, absl::MakeConstSpan(logits_).subspan(k * vocab, vocab), out[decoding_[k]]);
   }
@@ -228,10 +226,8 @@ absl::Status TorchLanguageModel::Step(absl::Span<LmSequence* const> batch,
 void TorchLanguageModel::Release(std::unique_ptr<LmSequence> sequence) {
   Released released;
   released.request_id = sequence->prompt.request_id;
-  released.prompt_tokens = static_cast<int64_t>(sequence->prompt.tokens.size());
   released.prefilled = sequence->prefilled;
   released.prefill_steps = sequence->prefill_steps;
-  released.generated = sequence->generated;
   released.decode_steps = sequence->decode_steps;
   sequence.reset();  // frees its cache
   if (on_release_) on_release_(released);
@@ -249,11 +245,11 @@ absl::StatusOr<std::vector<std::pair<std::string, std::string>>> ParseTorchModel
   std::vector<std::pair<std::string, std::string>> models;
   for (absl::string_view entry : absl::StrSplit(spec, ',', absl::SkipWhitespace())) {
     entry = absl::StripAsciiWhitespace(entry);
-    const size_t eq = entry.find('=');
-    const absl::string_view name =
-        absl::StripAsciiWhitespace(entry.substr(0, std::min(eq, entry.size())));
-    const absl::string_view path =
-        eq == absl::string_view::npos ? "" : absl::StripAsciiWhitespace(entry.substr(eq + 1));
+    // With no '=', the whole entry is the name and the path is empty.
+    const std::pair<absl::string_view, absl::string_view> kv =
+        absl::StrSplit(entry, absl::MaxSplits('=', 1));
+    const absl::string_view name = absl::StripAsciiWhitespace(kv.first);
+    const absl::string_view path = absl::StripAsciiWhitespace(kv.second);
     if (name.empty() || path.empty()) {
       return absl::InvalidArgumentError(
           absl::StrCat("--torch_models entry \"", entry,

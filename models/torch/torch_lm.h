@@ -71,11 +71,14 @@ struct LmSequence {
   Sampler sampler;
   OutputText text;
   int64_t prefilled = 0;      // prompt tokens run so far
-  int64_t cached = 0;         // positions the cache holds
   int64_t next_token = -1;    // sampled, to be decoded next
   int64_t generated = 0;      // tokens sampled
   int64_t prefill_steps = 0;  // steps that ran a chunk of its prompt
   int64_t decode_steps = 0;   // steps that decoded a token for it
+
+  // cached: positions the cache holds (decoding starts once the whole
+  // prompt is in).
+  int64_t cached() const { return prefilled + decode_steps; }
 };
 
 class TorchLanguageModel final : public BatchedModel<LmPrompt, std::string, LmSequence> {
@@ -83,10 +86,8 @@ class TorchLanguageModel final : public BatchedModel<LmPrompt, std::string, LmSe
   // Released: what one sequence did, reported when it is released.
   struct Released {
     std::string request_id;
-    int64_t prompt_tokens = 0;
     int64_t prefilled = 0;      // prompt tokens run
     int64_t prefill_steps = 0;  // steps that ran a chunk of it
-    int64_t generated = 0;
     int64_t decode_steps = 0;
   };
 

@@ -86,7 +86,8 @@ std::string TorchMessage(const std::exception& e) {
 }
 
 // CopyLogits: row `row` of `logits` ([B, V], a floating dtype) to `out`;
-// float32 and float64 are read where they lie, others converted first.
+// float32 and float64 are read where they lie, others converted first (the
+// row alone: Decode converts a whole batch's once).
 void CopyLogits(const at::Tensor& logits, int64_t row, absl::Span<double> out) {
   if (logits.scalar_type() == at::kFloat) {
     const auto rows = logits.accessor<float, 2>();
@@ -543,7 +544,12 @@ absl::Status TorchScriptEngine::Decode(absl::Span<Cache* const> caches,
         CheckStep("decode", out, batch, cache);
     if (!checked.ok()) return checked.status();
     if (!SameElements(checked->second, cache)) cache.copy_(checked->second);
-    const at::Tensor& all = checked->first;
+    // Logits of another floating dtype (half, bfloat16) are converted once
+    // for the batch, not row by row.
+    const at::ScalarType dtype = checked->first.scalar_type();
+    const at::Tensor all = dtype == at::kFloat || dtype == at::kDouble
+                               ? checked->first
+                               : checked->first.to(at::kDouble);
     const auto vocab = static_cast<size_t>(info_.vocab_size);
     for (int64_t i = 0; i < batch; ++i) {
       CopyLogits(all, static_cast<Slot*>(caches[i])->row,

@@ -72,16 +72,13 @@ BatchScheduler::BatchScheduler(std::string name, BatchedModelBase* model, BatchO
       max_sequences_(options.limits.max_sequences > 0 ? options.limits.max_sequences
                                                       : 2 * options.limits.max_batch),
       clock_(clock),
-      write_starter_(std::make_unique<WriteStarter>(absl::StrCat("write:", name_))) {
+      write_starter_(absl::StrCat("write:", name_)) {
   CHECK_GE(options_.limits.max_batch, 1);
   CHECK_GE(max_sequences_, options_.limits.max_batch);
   CHECK_GE(options_.queue_capacity, 0);
 }
 
-BatchScheduler::~BatchScheduler() {
-  Stop();
-  write_starter_.reset();  // runs the writes still posted, while the rest is whole
-}
+BatchScheduler::~BatchScheduler() { Stop(); }
 
 void BatchScheduler::Start() {
   MutexLock lock(&mu_);

@@ -152,7 +152,7 @@ class BatchScheduler final : public CallDriver {
   // write_starter: the loop hands the writes its deliveries decide to a
   // thread of their own, so that a step's N writes (gRPC's transport work,
   // a system call each) overlap the next step instead of delaying it.
-  WriteStarter* write_starter() override { return write_starter_.get(); }
+  WriteStarter* write_starter() override { return &write_starter_; }
 
  private:
   class Entry;
@@ -206,9 +206,10 @@ class BatchScheduler final : public CallDriver {
   bool loop_exited_ ABSL_GUARDED_BY(mu_) = false;
   std::thread loop_;
 
-  // Starts the writes the loop decides; stopped (after running everything
-  // posted) once the loop has exited.
-  std::unique_ptr<WriteStarter> write_starter_;
+  // Starts the writes the loop decides. Destroyed (after running everything
+  // posted) once the destructor has stopped the loop, and before anything its
+  // tasks reach (the lists, mu_, stats_, model_): keep it after those.
+  WriteStarter write_starter_;
 
   // The loop's scratch space, reused from step to step (loop thread only).
   std::vector<std::shared_ptr<Entry>> batch_;

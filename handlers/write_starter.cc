@@ -26,8 +26,8 @@ void WriteStarter::Post(std::function<void()> task) {
   bool wake = false;
   {
     MutexLock lock(&mu_);
+    wake = tasks_.empty();  // the thread waits only for an empty queue
     tasks_.push_back(std::move(task));
-    wake = std::exchange(idle_, false);
   }
   if (wake) cv_.Signal();
 }
@@ -36,11 +36,7 @@ void WriteStarter::Loop() {
   std::deque<std::function<void()>> batch;
   MutexLock lock(&mu_);
   while (true) {
-    while (tasks_.empty() && !stopping_) {
-      idle_ = true;
-      cv_.Wait(&mu_);
-    }
-    idle_ = false;
+    while (tasks_.empty() && !stopping_) cv_.Wait(&mu_);
     if (tasks_.empty()) return;  // stopping, and everything posted has run
     batch.swap(tasks_);
     mu_.Unlock();

@@ -37,7 +37,6 @@ class WriteStarter {
   Mutex mu_;
   CondVar cv_;
   std::deque<std::function<void()>> tasks_ ABSL_GUARDED_BY(mu_);
-  bool idle_ ABSL_GUARDED_BY(mu_) = false;  // waiting for a task
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::thread thread_;
 };

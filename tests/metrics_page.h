@@ -1,29 +1,14 @@
 #ifndef SLUICE_TESTS_METRICS_PAGE_H_
 #define SLUICE_TESTS_METRICS_PAGE_H_
 
-// Reading a server's /metrics page in tests.
+// Scraping a server's /metrics page in tests.
 
-#include <map>
 #include <string>
 
 #include "absl/time/time.h"
+#include "tests/metrics_text.h"
 
 namespace sluice::testing {
-
-// MetricsPage: one scrape, as series text (e.g.
-// `sluice_workers{model="echo"}`) -> value. A series the server left out (a
-// combination that never happened) reads as 0.
-class MetricsPage {
- public:
-  explicit MetricsPage(std::string text);
-  double operator[](const std::string& series) const;
-  bool Has(const std::string& series) const { return values_.count(series) > 0; }
-  const std::string& text() const { return text_; }
-
- private:
-  std::string text_;
-  std::map<std::string, double> values_;
-};
 
 // Scrape: GET /metrics from 127.0.0.1:`port`; an empty page (and a test
 // failure) if that fails.

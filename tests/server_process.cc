@@ -25,27 +25,23 @@ ServerProcess::ServerProcess(const std::string& binary, std::vector<std::string>
   dir_ = absl::StrCat(std::getenv("TEST_TMPDIR"), "/server_", counter++);
   mkdir(dir_.c_str(), 0755);
   std::vector<std::string> argv = {RunfilePath(binary), "--port=0", "--metrics_port=-1",
-                                   "--port_file=" + dir_ + "/port"};
+                                   "--port_file=" + dir_ + "/port",
+                                   "--metrics_port_file=" + dir_ + "/metrics_port"};
   argv.insert(argv.end(), flags.begin(), flags.end());
   absl::StatusOr<std::unique_ptr<Subprocess>> process = Subprocess::Start(argv);
   EXPECT_TRUE(process.ok()) << process.status();
   if (process.ok()) process_ = *std::move(process);
 }
 
-int ServerProcess::MetricsPort() const {
-  const std::string log = process_->Stderr();
-  const std::string marker = "metrics on http://127.0.0.1:";
-  const size_t at = log.find(marker);
-  if (at == std::string::npos) return -1;
-  const std::string rest = log.substr(at + marker.size());
-  int port = -1;
-  return absl::SimpleAtoi(rest.substr(0, rest.find('/')), &port) ? port : -1;
-}
-
 bool ServerProcess::WaitReady() {
   absl::StatusOr<std::string> text = WaitForFile(dir_ + "/port", *process_, kWait);
   int port;
   if (!text.ok() || !absl::SimpleAtoi(absl::StripAsciiWhitespace(*text), &port)) return false;
+  // Written before the port file, so already there.
+  absl::StatusOr<std::string> metrics = WaitForFile(dir_ + "/metrics_port", *process_, kWait);
+  if (!metrics.ok() || !absl::SimpleAtoi(absl::StripAsciiWhitespace(*metrics), &metrics_port_)) {
+    return false;
+  }
   target_ = absl::StrCat("127.0.0.1:", port);
   client_ = SluiceClient::Connect(target_);
   return true;
@@ -54,7 +50,7 @@ bool ServerProcess::WaitReady() {
 std::vector<std::string> ServerProcess::StopAndLog() {
   process_->Kill(SIGTERM);
   absl::StatusOr<int> status = process_->Wait(kWait);
-  EXPECT_TRUE(status.ok() && WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << process_->Stderr();
+  EXPECT_TRUE(ExitedCleanly(status)) << DescribeExit(status) << "\n" << process_->Stderr();
   return absl::StrSplit(process_->Stderr(), '\n', absl::SkipEmpty());
 }
 

@@ -27,10 +27,10 @@ class ServerProcess {
   const std::string& target() const { return target_; }
   SluiceClient& client() { return *client_; }
   Subprocess& process() { return *process_; }
-  // MetricsPort: the metrics port the server logged (with --metrics_port=0,
-  // the one it picked), or -1 if it logged none. It logs it before it writes
-  // its port file, so after WaitReady.
-  int MetricsPort() const;
+  // MetricsPort: the server's metrics port (with --metrics_port=0, the one
+  // it picked; -1 if it serves none), from its --metrics_port_file. Known
+  // once WaitReady returned true.
+  int MetricsPort() const { return metrics_port_; }
 
   // StopAndLog: stops the server with SIGTERM, expects it to exit 0, and
   // returns everything it logged, one entry per line.
@@ -38,6 +38,7 @@ class ServerProcess {
 
  private:
   std::string dir_;
+  int metrics_port_ = -1;
   std::string target_;
   std::unique_ptr<Subprocess> process_;
   std::unique_ptr<SluiceClient> client_;

@@ -136,7 +136,6 @@ bool WriteStopLatency(const std::string& path, const PlotData& plot) {
     for (size_t i = 0; i < v.size(); ++i) {
       out << v[i] << " " << static_cast<double>(i + 1) / static_cast<double>(v.size()) << "\n";
     }
-    if (v.empty()) out << "0 0\n";  // keeps gnuplot's index numbering
     out << "\n\n";
   }
   return static_cast<bool>(out);
@@ -145,7 +144,6 @@ bool WriteStopLatency(const std::string& path, const PlotData& plot) {
 bool WriteThroughput(const std::string& path, const PlotData& plot) {
   std::ofstream out(path);
   out << "# label throughput_ratio_median min max cpu_ratio_median min max\n";
-  if (plot.throughput_ratios.empty()) out << "\"not run\" 0 0 0 0 0 0\n";  // an empty panel
   for (const PlotData::Ratio& r : plot.throughput_ratios) {
     const Summary t = Summarize(r.throughput), c = Summarize(r.cpu);
     // "echo, 64 streams" -> "echo x64": short enough for the axis.
@@ -292,17 +290,26 @@ int Run() {
       absl::FormatDuration(absl::Trunc(absl::Now() - start, absl::Seconds(1))));
   std::printf("%s\n", heading.c_str());
   report.Print(stdout);
+  // The plot's data, only when there is something for each of its panels
+  // (the waste and throughput sections ran): tools/bench plots when they are
+  // there.
+  const std::vector<std::string> plot_files = {out + "/stop_latency.dat", out + "/throughput.dat",
+                                               out + "/plot_labels.gp"};
+  for (const std::string& stale : plot_files) std::remove(stale.c_str());
+  const bool plottable = !plot.stop_latency_serial_ms.empty() &&
+                         !plot.stop_latency_concurrent_ms.empty() &&
+                         !plot.throughput_ratios.empty();
   bool written = report.WriteMarkdown(out + "/results.md", heading) &&
                  report.WriteTsv(out + "/results.tsv") &&
-                 WriteStopLatency(out + "/stop_latency.dat", plot) &&
-                 WriteThroughput(out + "/throughput.dat", plot) &&
-                 WritePlotLabels(out + "/plot_labels.gp", plot);
+                 (!plottable ||
+                  (WriteStopLatency(plot_files[0], plot) && WriteThroughput(plot_files[1], plot) &&
+                   WritePlotLabels(plot_files[2], plot)));
   if (!written) {
     std::fprintf(stderr, "sluice_bench: could not write the results to %s\n", out.c_str());
     return 2;
   }
-  std::printf("\nresults: %s/results.md (and .tsv, *.dat); targets not met: %d\n", out.c_str(),
-              report.targets_missed());
+  std::printf("\nresults: %s/results.md (and .tsv%s); targets not met: %d\n", out.c_str(),
+              plottable ? ", *.dat" : "", report.targets_missed());
   return 0;
 }
 

@@ -80,4 +80,9 @@ std::string FormatSpread(const std::vector<double>& values, const std::string& u
                       FormatNumber(s.max), unit, ")");
 }
 
+std::string P50P99(const std::vector<double>& values, const std::string& unit) {
+  const Summary s = Summarize(values);
+  return absl::StrCat(FormatNumber(s.p50), " / ", FormatNumber(s.p99), unit);
+}
+
 }  // namespace sluice::bench

@@ -47,6 +47,9 @@ std::string FormatNumber(double value, int digits = 3);
 // `unit` appended to each number ("0.95x (0.91x..0.99x)").
 std::string FormatSpread(const std::vector<double>& values, const std::string& unit = "");
 
+// P50P99: "p50 / p99" of a sample, each via FormatNumber, then `unit`.
+std::string P50P99(const std::vector<double>& values, const std::string& unit);
+
 }  // namespace sluice::bench
 
 #endif  // SLUICE_TOOLS_BENCHMARK_BENCH_STATS_H_

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "tools/proc_stats.h"
@@ -23,15 +24,23 @@ namespace sluice::bench {
 class ChildServer {
  public:
   // Start: runs `argv` plus --port=0 and --port_file, and waits until it
-  // listens; nullptr (and a message) if it does not.
+  // listens; nullptr (and a message) if it does not. With `serve_metrics`,
+  // it also serves /metrics on a port of its own choosing (metrics_port).
   static std::unique_ptr<ChildServer> Start(std::vector<std::string> argv,
-                                            const std::string& work_dir, const std::string& name) {
+                                            const std::string& work_dir, const std::string& name,
+                                            bool serve_metrics = false) {
     static int counter = 0;
     const std::string port_file =
         absl::StrCat(work_dir, "/", name, ".", getpid(), ".", counter++, ".port");
+    const std::string metrics_port_file = port_file + ".metrics";
     std::remove(port_file.c_str());
+    std::remove(metrics_port_file.c_str());
     argv.push_back("--port=0");
     argv.push_back("--port_file=" + port_file);
+    if (serve_metrics) {
+      argv.push_back("--metrics_port=0");
+      argv.push_back("--metrics_port_file=" + metrics_port_file);
+    }
     absl::StatusOr<std::unique_ptr<Subprocess>> process = Subprocess::Start(argv);
     if (!process.ok()) {
       std::fprintf(stderr, "cannot start %s: %s\n", argv[0].c_str(),
@@ -46,6 +55,19 @@ class ChildServer {
       return nullptr;
     }
     auto child = std::unique_ptr<ChildServer>(new ChildServer());
+    if (serve_metrics) {
+      // Written before the port file, so already there.
+      absl::StatusOr<std::string> metrics =
+          WaitForFile(metrics_port_file, **process, absl::Seconds(1));
+      std::remove(metrics_port_file.c_str());
+      if (!metrics.ok() ||
+          !absl::SimpleAtoi(absl::StripAsciiWhitespace(*metrics), &child->metrics_port_)) {
+        std::fprintf(stderr, "%s wrote no metrics port: %s\n", argv[0].c_str(),
+                     metrics.status().ToString().c_str());
+        (*process)->Kill(SIGKILL);
+        return nullptr;
+      }
+    }
     child->process_ = *std::move(process);
     child->target_ = absl::StrCat("127.0.0.1:", absl::StripAsciiWhitespace(*port));
     return child;
@@ -65,6 +87,8 @@ class ChildServer {
   }
 
   const std::string& target() const { return target_; }
+  // metrics_port: where it serves /metrics (Start's `serve_metrics`), else -1.
+  int metrics_port() const { return metrics_port_; }
   pid_t pid() const { return process_->pid(); }
   std::optional<ProcStats> stats() const { return ReadProcStats(pid()); }
   // cpu: the child's user + system CPU time so far (10 ms ticks).
@@ -77,6 +101,7 @@ class ChildServer {
   ChildServer() = default;
   std::unique_ptr<Subprocess> process_;
   std::string target_;
+  int metrics_port_ = -1;
 };
 
 }  // namespace sluice::bench

@@ -5,7 +5,6 @@
 // server in the same run.
 
 #include <signal.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -89,7 +88,7 @@ bool RunQuietly(std::vector<std::string> argv) {
   absl::StatusOr<std::unique_ptr<Subprocess>> p = Subprocess::Start(std::move(argv));
   if (!p.ok()) return false;
   absl::StatusOr<int> status = (*p)->Wait(absl::Seconds(60));
-  return status.ok() && WIFEXITED(*status) && WEXITSTATUS(*status) == 0;
+  return ExitedCleanly(status);
 }
 
 // PerfSyscalls: counts the system calls of a process with perf's

@@ -38,11 +38,6 @@ namespace {
 // once would both ask for the default metrics port.
 constexpr char kNoMetrics[] = "--metrics_port=-1";
 
-std::string P50P99(const std::vector<double>& v, const std::string& unit) {
-  const Summary s = Summarize(v);
-  return absl::StrCat(FormatNumber(s.p50), " / ", FormatNumber(s.p99), unit);
-}
-
 // --- throughput ------------------------------------------------------------
 
 // Workload: what the streams ask for. Both servers are sent the same message
@@ -441,10 +436,9 @@ void ManyStreams(const BenchConfig& config, Report& report, const std::string& s
   options.request = Synthetic({{"tokens", 1'000'000}, {"token_interval_us", 1'000'000}}, "scale-");
   // A gRPC client's cost per chunk grows with the streams one process holds
   // (see tools/load/load_processes.h).
-  const int processes = ProcessesFor(streams);
   const absl::Time start = absl::Now();
   absl::StatusOr<std::unique_ptr<LoadProcesses>> started =
-      LoadProcesses::Start(options, processes, config.work_dir + "/scale-clients",
+      LoadProcesses::Start(options, ProcessesFor(streams), config.work_dir + "/scale-clients",
                            config.scale_open_timeout + hold + absl::Seconds(90));
   if (!started.ok()) {
     report.Add(section, "client processes", started.status().ToString());
@@ -477,6 +471,7 @@ void ManyStreams(const BenchConfig& config, Report& report, const std::string& s
   const absl::Duration cpu3 = server->cpu();
   const std::optional<ProcStats> after = server->stats();
   const int with_chunks = load->with_chunks(), cancelled = load->cancelled();
+  const int processes = load->processes();  // as started (at most one per connection)
   load.reset();
   const bool clean = server->Stop();
 

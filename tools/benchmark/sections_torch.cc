@@ -6,7 +6,6 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <fstream>
 #include <map>
 #include <memory>
 #include <optional>
@@ -14,12 +13,12 @@
 #include <utility>
 #include <vector>
 
-#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "tests/http_client.h"
+#include "tests/metrics_text.h"
 #include "tools/benchmark/bench_stats.h"
 #include "tools/benchmark/child_server.h"
 #include "tools/benchmark/sections.h"
@@ -32,6 +31,7 @@ namespace {
 
 using ::sluice::testing::HttpGet;
 using ::sluice::testing::HttpResponse;
+using ::sluice::testing::MetricsPage;
 
 constexpr char kPrompt[] = "The river";
 constexpr char kLoopThread[] = "batch:tinylm";  // the batch loop of model "tinylm"
@@ -126,22 +126,12 @@ std::optional<PeerRun> PythonLoop(const BenchConfig& config, const TorchSizes& s
                                                   : nullptr;
     if (to != nullptr && !absl::SimpleAtod(kv.second, to)) return std::nullopt;
   }
-  if (!status.ok() || *status != 0 || run.tokens_per_s <= 0) {
-    std::fprintf(stderr, "torch_peer.py failed: %s\n", (*peer)->Stderr().c_str());
+  if (!ExitedCleanly(status) || run.tokens_per_s <= 0) {
+    std::fprintf(stderr, "torch_peer.py failed (%s): %s\n", DescribeExit(status).c_str(),
+                 (*peer)->Stderr().c_str());
     return std::nullopt;
   }
   return run;
-}
-
-// MetricValue: the value of `series` on the page, 0 if absent.
-double MetricValue(const std::string& page, const std::string& series) {
-  for (absl::string_view line : absl::StrSplit(page, '\n')) {
-    if (absl::StartsWith(line, series + " ")) {
-      double v = 0;
-      if (absl::SimpleAtod(line.substr(series.size() + 1), &v)) return v;
-    }
-  }
-  return 0;
 }
 
 void RunTorchThroughput(const BenchConfig& config, const TorchSizes& sizes, ChildServer& server,
@@ -167,15 +157,18 @@ void RunTorchThroughput(const BenchConfig& config, const TorchSizes& sizes, Chil
         const bool one_per_step = (k + rep) % 2 == 1;
         const std::string model = one_per_step ? "tinylm_1" : "tinylm";
         std::vector<double> rates;
+        // The model loop's CPU per token is taken at one stream, batched.
+        const bool timed = n == 1 && !one_per_step;
         for (int i = 0; i < (n == 1 ? 3 : 1); ++i) {
-          const std::optional<ThreadsRunTime> cpu0 = ReadThreadsRunTime(server.pid(), kLoopThread);
+          std::optional<ThreadsRunTime> cpu0, cpu1;
+          if (timed) cpu0 = ReadThreadsRunTime(server.pid(), kLoopThread);
           Round r = RunRound(server, model, n, sizes.tokens, 0);
-          const std::optional<ThreadsRunTime> cpu1 = ReadThreadsRunTime(server.pid(), kLoopThread);
+          if (timed) cpu1 = ReadThreadsRunTime(server.pid(), kLoopThread);
           ok = ok && r.ok;
           rates.push_back(r.tokens_per_s);
           auto& firsts = (one_per_step ? first_unbatched : first_batched)[n];
           firsts.insert(firsts.end(), r.first_ms.begin(), r.first_ms.end());
-          if (n == 1 && !one_per_step && cpu0 && cpu1) {
+          if (cpu0 && cpu1) {
             loop_cpu_us.push_back(absl::ToDoubleMicroseconds(cpu1->named - cpu0->named) /
                                   static_cast<double>(sizes.tokens));
           }
@@ -191,10 +184,9 @@ void RunTorchThroughput(const BenchConfig& config, const TorchSizes& sizes, Chil
     const std::string label = absl::StrCat(n, n == 1 ? " stream" : " streams");
     report.Add(section, label + ": aggregate tokens/s, batched / one sequence per step",
                absl::StrCat(FormatSpread(batched[n]), " / ", FormatSpread(unbatched[n])));
-    const Summary fb = Summarize(first_batched[n]), fu = Summarize(first_unbatched[n]);
-    report.Add(section, label + ": time to first token p50 / p99, batched; one per step",
-               absl::StrCat(FormatNumber(fb.p50), " / ", FormatNumber(fb.p99), " ms; ",
-                            FormatNumber(fu.p50), " / ", FormatNumber(fu.p99), " ms"));
+    report.Add(
+        section, label + ": time to first token p50 / p99, batched; one per step",
+        absl::StrCat(P50P99(first_batched[n], " ms"), "; ", P50P99(first_unbatched[n], " ms")));
     if (n > 1) {
       const double ratio = Summarize(batched[n]).p50 / Summarize(unbatched[n]).p50;
       const bool judged = n == 32;
@@ -235,7 +227,7 @@ void RunTorchThroughput(const BenchConfig& config, const TorchSizes& sizes, Chil
 }
 
 void RunTorchCancel(const BenchConfig& config, const TorchSizes& sizes, ChildServer& server,
-                    int metrics_port, Report& report, const std::string& section) {
+                    Report& report, const std::string& section) {
   // A whole stream's model CPU, for scale.
   std::optional<ThreadsRunTime> before = ReadThreadsRunTime(server.pid(), kLoopThread);
   Round full = RunRound(server, "tinylm", 1, sizes.tokens, 0);
@@ -251,8 +243,10 @@ void RunTorchCancel(const BenchConfig& config, const TorchSizes& sizes, ChildSer
   const std::string kAfterEnd = "sluice_batch_sequence_steps_after_end_total{model=\"tinylm\"}";
   const std::string kAtMostOne = "sluice_batch_steps_after_end_bucket{model=\"tinylm\",le=\"1\"}";
   const std::string kReleased = "sluice_batch_steps_after_end_count{model=\"tinylm\"}";
-  auto scrape = [&] { return HttpGet(metrics_port, "/metrics").value_or(HttpResponse()).body; };
-  const std::string page_before = scrape();
+  auto scrape = [&] {
+    return MetricsPage(HttpGet(server.metrics_port(), "/metrics").value_or(HttpResponse()).body);
+  };
+  const MetricsPage page_before = scrape();
   std::vector<double> loop_ms, process_ms;
   for (int i = 0; i < sizes.cancels; ++i) {
     std::vector<std::shared_ptr<grpc::Channel>> channels =
@@ -271,10 +265,8 @@ void RunTorchCancel(const BenchConfig& config, const TorchSizes& sizes, ChildSer
     loop_ms.push_back(absl::ToDoubleMilliseconds(later->named - at_cancel->named));
     process_ms.push_back(absl::ToDoubleMilliseconds(later->all - at_cancel->all));
   }
-  const std::string page_after = scrape();
-  auto delta = [&](const std::string& series) {
-    return MetricValue(page_after, series) - MetricValue(page_before, series);
-  };
+  const MetricsPage page_after = scrape();
+  auto delta = [&](const std::string& series) { return page_after[series] - page_before[series]; };
   const double steps_after_end = delta(kAfterEnd);
   const double released = delta(kReleased);
   const double at_most_one = delta(kAtMostOne);
@@ -306,22 +298,14 @@ void RunTorch(const BenchConfig& config, Report& report) {
   // One server, the model under two names: "tinylm" batched (max_batch 32),
   // "tinylm_1" one sequence per step (every stream still holds its cache and
   // they take turns).
-  const std::string metrics_file = config.work_dir + "/torch.metrics_port";
-  std::remove(metrics_file.c_str());
   std::unique_ptr<ChildServer> server = ChildServer::Start(
       {config.sluice_server, "--builtin_models=echo", "--torch_threads=1",
        absl::StrCat("--torch_models=tinylm=", config.tinylm, ",tinylm_1=", config.tinylm),
-       "--model_options=tinylm_1:max_batch=1,max_sequences=64", "--metrics_port=0",
-       "--metrics_port_file=" + metrics_file},
-      config.work_dir, "torch");
+       "--model_options=tinylm_1:max_batch=1,max_sequences=64"},
+      config.work_dir, "torch", /*serve_metrics=*/true);
   if (server == nullptr) {
     report.Add(section, "server", "did not start", "", Verdict::kNotMet);
     return;
-  }
-  int metrics_port = 0;
-  {
-    std::ifstream in(metrics_file);
-    in >> metrics_port;
   }
   report.Add(section, "setup",
              absl::StrCat("stock server, --torch_threads=1, ", config.tinylm, "; streams of ",
@@ -333,7 +317,7 @@ void RunTorch(const BenchConfig& config, Report& report) {
   RunRound(*server, "tinylm", 8, 32, 0);
   RunRound(*server, "tinylm_1", 2, 32, 0);
   RunTorchThroughput(config, sizes, *server, report, section);
-  RunTorchCancel(config, sizes, *server, metrics_port, report, section);
+  RunTorchCancel(config, sizes, *server, report, section);
   const bool clean = server->Stop();
   report.Add(section, "server exits after SIGTERM", clean ? "0 (clean)" : "NOT clean", "clean",
              Check(clean));

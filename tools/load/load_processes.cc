@@ -138,9 +138,8 @@ int RunChild(const std::string& dir) {
   load.CancelAll();
   const bool ended = load.WaitDone(-1, absl::Now() + absl::Seconds(60));
   const StreamLoad::Counts counts = load.counts();
-  WriteWhole(dir + "/cancelled",
-             absl::StrCat(counts.cancelled, " ", counts.done, " ", chunks_since_mark, " ",
-                          counts.other_errors, "\n", counts.first_error, "\n"));
+  WriteWhole(dir + "/cancelled", absl::StrCat(counts.cancelled, " ", chunks_since_mark, " ",
+                                              counts.other_errors, "\n", counts.first_error, "\n"));
   return ended && sig == SIGUSR2 ? 0 : 1;
 }
 
@@ -268,11 +267,10 @@ bool LoadProcesses::WaitDone(absl::Time deadline) {
   for (const std::string& text : Collect("cancelled", deadline)) {
     std::vector<std::string> lines = absl::StrSplit(text, absl::MaxSplits('\n', 1));
     std::vector<absl::string_view> fields = absl::StrSplit(lines[0], ' ', absl::SkipEmpty());
-    int cancelled = 0, done = 0, errors = 0;
+    int cancelled = 0, errors = 0;
     int64_t chunks = 0;
-    if (fields.size() != 4 || !absl::SimpleAtoi(fields[0], &cancelled) ||
-        !absl::SimpleAtoi(fields[1], &done) || !absl::SimpleAtoi(fields[2], &chunks) ||
-        !absl::SimpleAtoi(fields[3], &errors)) {
+    if (fields.size() != 3 || !absl::SimpleAtoi(fields[0], &cancelled) ||
+        !absl::SimpleAtoi(fields[1], &chunks) || !absl::SimpleAtoi(fields[2], &errors)) {
       all = false;
       continue;
     }

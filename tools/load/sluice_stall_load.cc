@@ -12,7 +12,6 @@
 
 #include <signal.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -226,8 +225,9 @@ int Run() {
   load.WaitDone(absl::Now() + absl::Seconds(30));
   server->Kill(SIGTERM);
   absl::StatusOr<int> status = server->Wait(absl::Seconds(30));
-  const bool clean = status.ok() && WIFEXITED(*status) && WEXITSTATUS(*status) == 0;
-  Report("server exit after SIGTERM", clean ? "0" : "NOT CLEAN");
+  const bool clean = ExitedCleanly(status);
+  Report("server exit after SIGTERM",
+         clean ? "0" : absl::StrCat("NOT CLEAN: ", DescribeExit(status)));
   if (!clean) ok = false;
   Report("result", ok ? "PASS" : "FAIL");
   return ok ? 0 : 1;

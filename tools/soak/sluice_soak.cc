@@ -12,7 +12,6 @@
 
 #include <signal.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -284,8 +283,9 @@ int Run() {
   if (!settled) std::printf("FAILED: calls still in flight 30 s after the storm\n");
   (*server)->Kill(SIGTERM);
   absl::StatusOr<int> exit = (*server)->Wait(absl::Seconds(30));
-  const bool clean = exit.ok() && WIFEXITED(*exit) && WEXITSTATUS(*exit) == 0;
-  std::printf("server exit after SIGTERM: %s\n", clean ? "0" : "NOT CLEAN");
+  const bool clean = ExitedCleanly(exit);
+  std::printf("server exit after SIGTERM: %s\n",
+              clean ? "0" : absl::StrCat("NOT CLEAN: ", DescribeExit(exit)).c_str());
   ok = ok && clean;
   std::printf("result: %s\n", ok ? "PASS" : "FAIL");
   return ok ? 0 : 1;

@@ -34,7 +34,9 @@ using ::sluice::testing::HttpResponse;
 using ::sluice::testing::MetricsPage;
 
 constexpr char kPrompt[] = "The river";
-constexpr char kLoopThread[] = "batch:tinylm";  // the batch loop of model "tinylm"
+// The batch loop of model "tinylm". Threads are matched by name prefix, so no
+// other model here may have a name that starts with "tinylm".
+constexpr char kLoopThread[] = "batch:tinylm";
 
 struct TorchSizes {
   int reps = 5;
@@ -155,7 +157,7 @@ void RunTorchThroughput(const BenchConfig& config, const TorchSizes& sizes, Chil
       // lasts a tenth of a second: three of them, the median taken.
       for (int k = 0; k < 2; ++k) {
         const bool one_per_step = (k + rep) % 2 == 1;
-        const std::string model = one_per_step ? "tinylm_1" : "tinylm";
+        const std::string model = one_per_step ? "one_tinylm" : "tinylm";
         std::vector<double> rates;
         // The model loop's CPU per token is taken at one stream, batched.
         const bool timed = n == 1 && !one_per_step;
@@ -296,12 +298,12 @@ void RunTorch(const BenchConfig& config, Report& report) {
   const std::string section = "TorchScript: tinylm";
   const TorchSizes sizes = Sizes(config);
   // One server, the model under two names: "tinylm" batched (max_batch 32),
-  // "tinylm_1" one sequence per step (every stream still holds its cache and
+  // "one_tinylm" one sequence per step (every stream still holds its cache and
   // they take turns).
   std::unique_ptr<ChildServer> server = ChildServer::Start(
       {config.sluice_server, "--builtin_models=echo", "--torch_threads=1",
-       absl::StrCat("--torch_models=tinylm=", config.tinylm, ",tinylm_1=", config.tinylm),
-       "--model_options=tinylm_1:max_batch=1,max_sequences=64"},
+       absl::StrCat("--torch_models=tinylm=", config.tinylm, ",one_tinylm=", config.tinylm),
+       "--model_options=one_tinylm:max_batch=1,max_sequences=64"},
       config.work_dir, "torch", /*serve_metrics=*/true);
   if (server == nullptr) {
     report.Add(section, "server", "did not start", "", Verdict::kNotMet);
@@ -315,7 +317,7 @@ void RunTorch(const BenchConfig& config, Report& report) {
                           "end"));
   // Warm-up: TorchScript optimises a method on its first calls.
   RunRound(*server, "tinylm", 8, 32, 0);
-  RunRound(*server, "tinylm_1", 2, 32, 0);
+  RunRound(*server, "one_tinylm", 2, 32, 0);
   RunTorchThroughput(config, sizes, *server, report, section);
   RunTorchCancel(config, sizes, *server, report, section);
   const bool clean = server->Stop();
